@@ -1,0 +1,50 @@
+# chatd: make test runs everything CI runs; see README.md.
+GO       ?= go
+FUZZTIME ?= 3s
+PKGS     := ./...
+
+.PHONY: all build test lint fmt-check vet unit interop fuzz bench run
+
+all: build
+
+build:
+	$(GO) build -o chatd ./cmd/chatd
+	$(GO) build -o wsecho ./cmd/wsecho
+
+# The test command of README.md and .ci/run.
+test: lint unit interop fuzz
+
+lint: fmt-check vet
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; echo "run: gofmt -w ."; exit 1; fi
+
+vet:
+	$(GO) vet $(PKGS)
+	@if [ -f bench/go.mod ]; then cd bench && $(GO) vet ./...; fi
+
+unit:
+	$(GO) test -race -count=1 $(PKGS)
+
+# Interop and comparison tests live in their own module (bench/), so the
+# product's go.mod never depends on another WebSocket library.
+interop:
+	@if [ -f bench/go.mod ]; then cd bench && $(GO) test -race -count=1 ./...; fi
+
+# A short pass over every fuzz target (FUZZTIME each).
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+		for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+			echo "fuzz $$pkg $$target"; \
+			$(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) $$pkg > /tmp/fuzz-$$target.log 2>&1 || { cat /tmp/fuzz-$$target.log; exit 1; }; \
+		done; \
+	done
+
+# Microbenchmarks of the product, then the comparison benchmarks.
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+	@if [ -f bench/go.mod ]; then cd bench && $(GO) test -run '^$$' -bench . -benchmem ./...; fi
+
+run:
+	$(GO) run ./cmd/chatd

@@ -1,0 +1,238 @@
+package ws
+
+import (
+	"crypto/sha1"
+	"encoding/base64"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// AcceptOptions configure Accept. A nil *AcceptOptions means all defaults.
+type AcceptOptions struct {
+	Options
+
+	// Subprotocols are the subprotocols the server speaks, in order of
+	// preference; the first one the client offered is chosen. None is
+	// chosen unless the client offered it.
+	Subprotocols []string
+	// SelectSubprotocol, when set, replaces Subprotocols: it receives the
+	// client's offer and returns the one to answer, or "" for none. An
+	// answer the client did not offer is ignored.
+	SelectSubprotocol func(offered []string) string
+	// CheckOrigin decides whether the request's Origin is allowed. When
+	// nil, a request without Origin is allowed, and one with Origin only
+	// when its host equals the request's Host.
+	CheckOrigin func(r *http.Request) bool
+	// Compression enables permessage-deflate when the client offers it.
+	Compression bool
+	// ResponseHeader is added to the 101 response (e.g. Set-Cookie).
+	ResponseHeader http.Header
+	// Reject writes the HTTP error response for a refused handshake. When
+	// nil, a plain-text error is written.
+	Reject func(w http.ResponseWriter, r *http.Request, err *HandshakeError)
+}
+
+// HandshakeError is a refused upgrade request: Status is the HTTP status
+// answered (400, 403, 405 or 426).
+type HandshakeError struct {
+	Status  int
+	Message string
+}
+
+func (e *HandshakeError) Error() string {
+	return fmt.Sprintf("ws: handshake refused (%d): %s", e.Status, e.Message)
+}
+
+// acceptGUID is the fixed string of RFC 6455 §1.3.
+const acceptGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+// AcceptKey computes Sec-WebSocket-Accept for a Sec-WebSocket-Key.
+func AcceptKey(key string) string {
+	h := sha1.Sum([]byte(key + acceptGUID))
+	return base64.StdEncoding.EncodeToString(h[:])
+}
+
+// Accept upgrades an HTTP request to a WebSocket connection. On a refused
+// handshake it writes the error response (see AcceptOptions.Reject) and
+// returns a *HandshakeError; after a failure past the handshake checks
+// (hijacking, writing the response), the connection is closed.
+func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (*Conn, error) {
+	if opts == nil {
+		opts = &AcceptOptions{}
+	}
+	subprotocol, dp, extResp, herr := checkUpgrade(r, opts)
+	if herr != nil {
+		if herr.Status == http.StatusUpgradeRequired {
+			w.Header().Set("Sec-WebSocket-Version", "13")
+		}
+		if herr.Status == http.StatusMethodNotAllowed {
+			w.Header().Set("Allow", http.MethodGet)
+		}
+		if opts.Reject != nil {
+			opts.Reject(w, r, herr)
+		} else {
+			http.Error(w, herr.Message, herr.Status)
+		}
+		return nil, herr
+	}
+
+	nc, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		http.Error(w, "websocket upgrade is not supported on this connection", http.StatusInternalServerError)
+		return nil, fmt.Errorf("ws: hijack: %w", err)
+	}
+	// The http.Server may have set deadlines for the request; a WebSocket
+	// lives by its own.
+	_ = nc.SetDeadline(time.Time{})
+
+	var buffered []byte
+	if n := brw.Reader.Buffered(); n > 0 {
+		// The client may have sent frames right behind its request.
+		buffered, _ = brw.Reader.Peek(n)
+	}
+
+	resp := make([]byte, 0, 256)
+	resp = append(resp, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "...)
+	resp = append(resp, AcceptKey(r.Header.Get("Sec-WebSocket-Key"))...)
+	if subprotocol != "" {
+		resp = append(resp, "\r\nSec-WebSocket-Protocol: "...)
+		resp = append(resp, subprotocol...)
+	}
+	if extResp != "" {
+		resp = append(resp, "\r\nSec-WebSocket-Extensions: "...)
+		resp = append(resp, extResp...)
+	}
+	for k, vs := range opts.ResponseHeader {
+		for _, v := range vs {
+			resp = append(resp, "\r\n"...)
+			resp = append(resp, k...)
+			resp = append(resp, ": "...)
+			resp = append(resp, strings.NewReplacer("\r", "", "\n", "").Replace(v)...)
+		}
+	}
+	resp = append(resp, "\r\n\r\n"...)
+	if opts.WriteTimeout > 0 {
+		_ = nc.SetWriteDeadline(time.Now().Add(opts.WriteTimeout))
+	}
+	if _, err := nc.Write(resp); err != nil {
+		_ = nc.Close()
+		return nil, fmt.Errorf("ws: write handshake response: %w", err)
+	}
+	_ = nc.SetWriteDeadline(time.Time{})
+	return newConn(nc, true, buffered, opts.withDefaults(), subprotocol, dp), nil
+}
+
+// checkUpgrade validates an upgrade request (RFC 6455 §4.2.1) and
+// negotiates the subprotocol and extensions.
+func checkUpgrade(r *http.Request, opts *AcceptOptions) (subprotocol string, dp *deflateParams, extResp string, herr *HandshakeError) {
+	refuse := func(status int, msg string) (string, *deflateParams, string, *HandshakeError) {
+		return "", nil, "", &HandshakeError{Status: status, Message: msg}
+	}
+	if r.Method != http.MethodGet {
+		return refuse(http.StatusMethodNotAllowed, "a WebSocket handshake must use GET")
+	}
+	if !headerHasToken(r.Header, "Connection", "upgrade") {
+		return refuse(http.StatusBadRequest, `the Connection header must contain "Upgrade"`)
+	}
+	if !headerHasToken(r.Header, "Upgrade", "websocket") {
+		return refuse(http.StatusBadRequest, `the Upgrade header must contain "websocket"`)
+	}
+	if v := r.Header.Values("Sec-WebSocket-Version"); len(v) != 1 || strings.TrimSpace(v[0]) != "13" {
+		return refuse(http.StatusUpgradeRequired, "only WebSocket version 13 is supported")
+	}
+	keys := r.Header.Values("Sec-WebSocket-Key")
+	if len(keys) != 1 || !validKey(keys[0]) {
+		return refuse(http.StatusBadRequest, "Sec-WebSocket-Key must be 16 bytes in base64")
+	}
+	checkOrigin := opts.CheckOrigin
+	if checkOrigin == nil {
+		checkOrigin = SameOrigin
+	}
+	if !checkOrigin(r) {
+		return refuse(http.StatusForbidden, "origin not allowed")
+	}
+	offered := headerTokens(r.Header, "Sec-WebSocket-Protocol")
+	subprotocol = selectSubprotocol(offered, opts)
+	if opts.Compression {
+		if p, resp, ok := negotiateDeflate(r.Header.Values("Sec-WebSocket-Extensions")); ok {
+			dp, extResp = &p, resp
+		}
+	}
+	return subprotocol, dp, extResp, nil
+}
+
+func selectSubprotocol(offered []string, opts *AcceptOptions) string {
+	if len(offered) == 0 {
+		return ""
+	}
+	if opts.SelectSubprotocol != nil {
+		choice := opts.SelectSubprotocol(offered)
+		for _, o := range offered {
+			if o == choice {
+				return choice
+			}
+		}
+		return ""
+	}
+	for _, s := range opts.Subprotocols {
+		for _, o := range offered {
+			if o == s {
+				return s
+			}
+		}
+	}
+	return ""
+}
+
+// SameOrigin allows requests without an Origin header (not from a
+// browser) and those whose Origin host equals the request's Host.
+func SameOrigin(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil {
+		return false
+	}
+	return strings.EqualFold(u.Host, r.Host)
+}
+
+func validKey(k string) bool {
+	k = strings.TrimSpace(k)
+	if len(k) != 24 {
+		return false
+	}
+	b, err := base64.StdEncoding.Strict().DecodeString(k)
+	return err == nil && len(b) == 16
+}
+
+// headerTokens returns the comma-separated elements of every value of the
+// header, trimmed, without empty ones.
+func headerTokens(h http.Header, name string) []string {
+	var out []string
+	for _, v := range h.Values(name) {
+		for part := range strings.SplitSeq(v, ",") {
+			if part = strings.TrimSpace(part); part != "" {
+				out = append(out, part)
+			}
+		}
+	}
+	return out
+}
+
+// headerHasToken reports whether the comma-separated list in the header
+// contains token, compared case-insensitively (RFC 6455 §4.2.1).
+func headerHasToken(h http.Header, name, token string) bool {
+	for _, v := range h.Values(name) {
+		for part := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(part), token) {
+				return true
+			}
+		}
+	}
+	return false
+}

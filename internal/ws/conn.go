@@ -1,0 +1,258 @@
+package ws
+
+import (
+	"compress/flate"
+	"crypto/rand"
+	mrand "math/rand/v2"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Options configure a connection; the zero value of every field means its
+// default. They are shared by Accept (AcceptOptions) and Dial (DialOptions).
+type Options struct {
+	// ReadLimit is the largest message, in bytes after decompression, that
+	// ReadMessage accepts; a larger one fails the connection with 1009.
+	// Default 1 MiB.
+	ReadLimit int64
+	// PingInterval, when positive, sends a ping that often; a peer that sends
+	// no frame at all within PongTimeout after a ping is considered dead and
+	// the connection is closed (ReadMessage then reports ErrPongTimeout).
+	PingInterval time.Duration
+	// PongTimeout defaults to 10 s.
+	PongTimeout time.Duration
+	// WriteTimeout bounds every write call; 0 means no deadline.
+	WriteTimeout time.Duration
+	// CloseTimeout bounds the closing handshake. Default 5 s.
+	CloseTimeout time.Duration
+	// FragmentSize, when positive, splits messages larger than it into
+	// frames of at most that many payload bytes. Default: no fragmentation.
+	FragmentSize int
+	// CompressionThreshold is the smallest message that is compressed when
+	// permessage-deflate was negotiated; smaller ones are sent plain (§6.1
+	// allows uncompressed messages). Default 128.
+	CompressionThreshold int
+	// CompressionLevel is a compress/flate level. Default flate.BestSpeed.
+	CompressionLevel int
+}
+
+const (
+	defaultReadLimit            = 1 << 20
+	defaultPongTimeout          = 10 * time.Second
+	defaultCloseTimeout         = 5 * time.Second
+	defaultCompressionThreshold = 128
+	readBufferSize              = 4096
+)
+
+func (o *Options) withDefaults() Options {
+	var r Options
+	if o != nil {
+		r = *o
+	}
+	if r.ReadLimit <= 0 {
+		r.ReadLimit = defaultReadLimit
+	}
+	if r.PongTimeout <= 0 {
+		r.PongTimeout = defaultPongTimeout
+	}
+	if r.CloseTimeout <= 0 {
+		r.CloseTimeout = defaultCloseTimeout
+	}
+	if r.CompressionThreshold <= 0 {
+		r.CompressionThreshold = defaultCompressionThreshold
+	}
+	if r.CompressionLevel == 0 || r.CompressionLevel < flate.HuffmanOnly || r.CompressionLevel > flate.BestCompression {
+		r.CompressionLevel = flate.BestSpeed
+	}
+	return r
+}
+
+// Conn is a WebSocket connection. ReadMessage must be called by one
+// goroutine at a time; the write methods, Ping and Close are safe for
+// concurrent use.
+type Conn struct {
+	nc     net.Conn
+	raw    syscall.RawConn // set for TCP: lets an idle read wait without a buffer
+	server bool
+	opts   Options
+
+	subprotocol string
+	deflate     bool
+	// readTakeover: the peer compresses with context takeover (only a
+	// server that ignored our offer does), so its window is kept in dict.
+	readTakeover bool
+	// writeWindowBits is the largest window the peer accepts from us.
+	writeWindowBits int
+
+	readMu  sync.Mutex
+	r       reader // guarded by readMu
+	readErr error  // guarded by readMu; sticky once set
+
+	writeMu   sync.Mutex
+	w         writer // guarded by writeMu
+	writeErr  error  // guarded by writeMu; sticky once set
+	closeSent bool   // guarded by writeMu
+
+	// closeRecv is closed when the reader has seen the peer's close frame
+	// (or the connection ended), which is what Close waits for.
+	closeRecv     chan struct{}
+	closeRecvOnce sync.Once
+	// localClose is the close this side sent first, if it did.
+	localClose atomic.Pointer[CloseError]
+	// cause is why the transport was closed from our side (pong timeout).
+	cause     atomic.Pointer[error]
+	ncClosed  sync.Once
+	keepalive *keepalive
+}
+
+func newConn(nc net.Conn, server bool, buffered []byte, opts Options, subprotocol string, dp *deflateParams) *Conn {
+	c := &Conn{
+		nc:          nc,
+		server:      server,
+		opts:        opts,
+		subprotocol: subprotocol,
+		closeRecv:   make(chan struct{}),
+	}
+	c.raw = rawConnOf(nc)
+	if dp != nil {
+		c.deflate = true
+		if server {
+			c.writeWindowBits = dp.serverMaxWindowBits
+		} else {
+			c.writeWindowBits = dp.clientMaxWindowBits
+			c.readTakeover = !dp.serverNoContextTakeover
+		}
+	}
+	if !server {
+		var seed [32]byte
+		_, _ = rand.Read(seed[:]) // never fails (crypto/rand since Go 1.24)
+		// ChaCha8 is a CSPRNG: masking keys are unpredictable, as §10.3
+		// requires, without a system call per frame.
+		c.w.maskRand = mrand.NewChaCha8(seed)
+	}
+	if len(buffered) > 0 {
+		c.r.buf = getReadBuffer(len(buffered))
+		c.r.end = copy(c.r.buf, buffered)
+	}
+	if opts.PingInterval > 0 {
+		c.keepalive = startKeepalive(c, opts.PingInterval, opts.PongTimeout)
+	}
+	return c
+}
+
+// Subprotocol returns the negotiated subprotocol, or "".
+func (c *Conn) Subprotocol() string { return c.subprotocol }
+
+// Compressed reports whether permessage-deflate was negotiated.
+func (c *Conn) Compressed() bool { return c.deflate }
+
+// RemoteAddr returns the peer's network address.
+func (c *Conn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
+
+// LocalAddr returns the local network address.
+func (c *Conn) LocalAddr() net.Addr { return c.nc.LocalAddr() }
+
+// SetReadLimit changes the read limit for the following messages.
+func (c *Conn) SetReadLimit(n int64) {
+	c.readMu.Lock()
+	c.opts.ReadLimit = n
+	c.readMu.Unlock()
+}
+
+// closeTransport closes the network connection once; cause, when not nil,
+// is reported as the reason by the reads that fail because of it.
+func (c *Conn) closeTransport(cause error) {
+	c.ncClosed.Do(func() {
+		if cause != nil {
+			c.cause.Store(&cause)
+		}
+		if c.keepalive != nil {
+			c.keepalive.stop()
+		}
+		_ = c.nc.Close()
+		c.signalCloseRecv()
+	})
+}
+
+func (c *Conn) signalCloseRecv() { c.closeRecvOnce.Do(func() { close(c.closeRecv) }) }
+
+// Buffer pools: an idle connection holds neither a read nor a write buffer.
+
+var readBufferPool = sync.Pool{New: func() any { b := make([]byte, readBufferSize); return &b }}
+
+func getReadBuffer(min int) []byte {
+	if min > readBufferSize {
+		return make([]byte, min)
+	}
+	return *(readBufferPool.Get().(*[]byte))
+}
+
+func putReadBuffer(b []byte) {
+	if cap(b) != readBufferSize {
+		return
+	}
+	b = b[:readBufferSize]
+	readBufferPool.Put(&b)
+}
+
+// keepalive pings the peer every interval and closes the connection when
+// nothing at all was read within timeout after a ping. It runs on one timer
+// (no goroutine while waiting) that alternates between the two phases.
+type keepalive struct {
+	c        *Conn
+	interval time.Duration
+	timeout  time.Duration
+	lastRead atomic.Int64 // unix nanoseconds of the last frame read
+	mu       sync.Mutex
+	timer    *time.Timer
+	pingAt   int64 // when the outstanding ping was sent; 0 when none
+	stopped  bool
+}
+
+func startKeepalive(c *Conn, interval, timeout time.Duration) *keepalive {
+	k := &keepalive{c: c, interval: interval, timeout: timeout}
+	k.lastRead.Store(time.Now().UnixNano())
+	k.timer = time.AfterFunc(interval, k.tick)
+	return k
+}
+
+// sawFrame records that the peer is alive.
+func (k *keepalive) sawFrame() { k.lastRead.Store(time.Now().UnixNano()) }
+
+func (k *keepalive) tick() {
+	k.mu.Lock()
+	if k.stopped {
+		k.mu.Unlock()
+		return
+	}
+	if k.pingAt != 0 {
+		// Check phase: any frame since the ping counts as an answer.
+		if k.lastRead.Load() < k.pingAt {
+			k.stopped = true
+			k.mu.Unlock()
+			k.c.closeTransport(ErrPongTimeout)
+			return
+		}
+		next := time.Duration(k.pingAt + int64(k.interval) - time.Now().UnixNano())
+		k.pingAt = 0
+		k.timer.Reset(max(next, 0))
+		k.mu.Unlock()
+		return
+	}
+	k.pingAt = time.Now().UnixNano()
+	k.timer.Reset(k.timeout)
+	k.mu.Unlock()
+	// A failed ping needs no handling here: the reader sees the broken
+	// connection, and the check phase closes a peer that stopped reading.
+	_ = k.c.writeControl(opPing, nil)
+}
+
+func (k *keepalive) stop() {
+	k.mu.Lock()
+	k.stopped = true
+	k.timer.Stop()
+	k.mu.Unlock()
+}

@@ -1,0 +1,21 @@
+// Package ws implements the WebSocket protocol (RFC 6455) with the
+// permessage-deflate extension (RFC 7692), for both servers and clients.
+//
+// It exists so that chatd owns every byte between its hub and the network:
+// an idle connection holds no read or write buffer (buffers are taken from
+// pools only while a message is in flight), a broadcast is framed and
+// compressed once and the same bytes are written to every connection
+// (PreparedMessage), and queued frames are written with one writev.
+//
+// Servers call Accept from an http.Handler; clients call Dial. Both return a
+// *Conn. One goroutine at a time may read (ReadMessage); any number may write
+// (WriteMessage, WritePrepared, Ping, Close), writes are serialised.
+//
+// The connection must be read for control frames to be processed: pings are
+// answered and the closing handshake is completed by the goroutine that
+// reads. A connection that is only written to should still have a reader.
+//
+// Errors returned after the connection ended carry the close status as a
+// *CloseError (see CloseStatus); the codes 1005, 1006 and 1015 are only
+// reported, never sent (RFC 6455 §7.4.1).
+package ws

@@ -1,0 +1,108 @@
+package ws
+
+import (
+	"bytes"
+	"compress/flate"
+	"sync"
+)
+
+// PreparedMessage is a message framed once, and compressed once, for
+// writing to many connections: a broadcast to N connections costs one
+// encoding and N writes of the same bytes. It is safe for concurrent use.
+//
+// The frames are built lazily on the first write that needs them. Server
+// connections write them as they are; client connections, which must mask
+// every frame with a fresh key, copy them. Prepared messages are never
+// fragmented, and are compressed at flate.BestSpeed.
+type PreparedMessage struct {
+	typ  MessageType
+	data []byte
+
+	plainOnce sync.Once
+	plain     []byte // header and payload, unmasked
+
+	deflateOnce sync.Once
+	deflated    []byte // header and compressed payload, RSV1 set
+	deflatedLen int    // length of the compressed payload
+}
+
+// NewPreparedMessage prepares data as a message of type typ. data must not
+// be modified afterwards.
+func NewPreparedMessage(typ MessageType, data []byte) *PreparedMessage {
+	return &PreparedMessage{typ: typ, data: data}
+}
+
+// Data returns the message payload.
+func (pm *PreparedMessage) Data() []byte { return pm.data }
+
+// Type returns the message type.
+func (pm *PreparedMessage) Type() MessageType { return pm.typ }
+
+func (pm *PreparedMessage) plainFrame() []byte {
+	pm.plainOnce.Do(func() {
+		b := make([]byte, 0, maxHeaderSize+len(pm.data))
+		b = appendHeader(b, true, false, opcode(pm.typ), len(pm.data), false, 0)
+		pm.plain = append(b, pm.data...)
+	})
+	return pm.plain
+}
+
+func (pm *PreparedMessage) deflatedFrame() []byte {
+	pm.deflateOnce.Do(func() {
+		cb := compressBufferPool.Get().(*bytes.Buffer)
+		compressMessage(cb, pm.data, flate.BestSpeed, 15)
+		b := make([]byte, 0, maxHeaderSize+cb.Len())
+		b = appendHeader(b, true, true, opcode(pm.typ), cb.Len(), false, 0)
+		pm.deflated = append(b, cb.Bytes()...)
+		pm.deflatedLen = cb.Len()
+		putCompressBuffer(cb)
+	})
+	return pm.deflated
+}
+
+// frameFor returns the frame to send on c: compressed when c negotiated
+// compression, the message is worth compressing, and the peer's window
+// admits a full-window stream for it.
+func (pm *PreparedMessage) frameFor(c *Conn) (frame []byte, compressed bool) {
+	if c.deflate && len(pm.data) >= c.opts.CompressionThreshold &&
+		(c.writeWindowBits == 0 || c.writeWindowBits == 15 || len(pm.data) <= 1<<c.writeWindowBits) {
+		return pm.deflatedFrame(), true
+	}
+	return pm.plainFrame(), false
+}
+
+// WritePrepared writes the messages in order, with a single system call
+// on a server's TCP connection.
+func (c *Conn) WritePrepared(pms ...*PreparedMessage) error {
+	if c.server {
+		// Build (and compress) outside the lock: only the first
+		// connection to need a frame pays for it.
+		for _, pm := range pms {
+			pm.frameFor(c)
+		}
+	}
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	if err := c.writableLocked(); err != nil {
+		return err
+	}
+	if !c.server {
+		for _, pm := range pms {
+			frame, compressed := pm.frameFor(c)
+			payload := frame[len(frame)-len(pm.data):]
+			if compressed {
+				payload = frame[len(frame)-pm.deflatedLen:]
+			}
+			if err := c.writeFrameLocked(true, compressed, opcode(pm.typ), payload); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	c.w.vec = c.w.vec[:0]
+	for _, pm := range pms {
+		frame, _ := pm.frameFor(c)
+		c.w.vec = append(c.w.vec, frame)
+	}
+	return c.writevLocked(c.w.vec...)
+}

@@ -1,0 +1,15 @@
+//go:build !unix
+
+package ws
+
+import (
+	"net"
+	"syscall"
+)
+
+func rawConnOf(net.Conn) syscall.RawConn { return nil }
+
+func (c *Conn) readFresh() error {
+	c.r.buf, c.r.start, c.r.end = getReadBuffer(0), 0, 0
+	return nil
+}

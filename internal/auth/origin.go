@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"net/netip"
@@ -130,14 +131,14 @@ func (o origin) key() string {
 func parseOrigin(s string, allowWildcard bool) (o origin, wild bool, err error) {
 	scheme, rest, ok := strings.Cut(s, "://")
 	if !ok {
-		return origin{}, false, fmt.Errorf("want scheme://host[:port]")
+		return origin{}, false, errors.New("want scheme://host[:port]")
 	}
 	scheme = strings.ToLower(scheme)
 	if !validScheme(scheme) {
-		return origin{}, false, fmt.Errorf("invalid scheme")
+		return origin{}, false, errors.New("invalid scheme")
 	}
 	if strings.ContainsAny(rest, "/?#@\\") {
-		return origin{}, false, fmt.Errorf("an origin has no path, query or user info")
+		return origin{}, false, errors.New("an origin has no path, query or user info")
 	}
 	host, port, err := splitHostPort(rest)
 	if err != nil {
@@ -154,7 +155,7 @@ func parseOrigin(s string, allowWildcard bool) (o origin, wild bool, err error) 
 		return origin{}, false, err
 	}
 	if wild && strings.Contains(host, ":") {
-		return origin{}, false, fmt.Errorf("a wildcard applies to host names, not IP addresses")
+		return origin{}, false, errors.New("a wildcard applies to host names, not IP addresses")
 	}
 	return origin{scheme: scheme, host: host, port: port}, wild, nil
 }
@@ -192,11 +193,11 @@ func splitHostPort(hp string) (host, port string, err error) {
 	if strings.HasPrefix(hp, "[") {
 		end := strings.IndexByte(hp, ']')
 		if end < 0 {
-			return "", "", fmt.Errorf("unclosed '[' in host")
+			return "", "", errors.New("unclosed '[' in host")
 		}
 		host, rest = hp[:end+1], hp[end+1:]
 		if rest != "" && rest[0] != ':' {
-			return "", "", fmt.Errorf("unexpected text after IPv6 address")
+			return "", "", errors.New("unexpected text after IPv6 address")
 		}
 	} else {
 		i := strings.IndexByte(hp, ':')
@@ -210,7 +211,7 @@ func splitHostPort(hp string) (host, port string, err error) {
 	}
 	n, err := strconv.Atoi(rest[1:])
 	if err != nil || n < 1 || n > 65535 || rest[1] == '+' || rest[1] == '-' {
-		return "", "", fmt.Errorf("invalid port")
+		return "", "", errors.New("invalid port")
 	}
 	return host, strconv.Itoa(n), nil
 }
@@ -222,25 +223,25 @@ func normaliseHost(h string) (string, error) {
 	if strings.HasPrefix(h, "[") && strings.HasSuffix(h, "]") {
 		a, err := netip.ParseAddr(h[1 : len(h)-1])
 		if err != nil || !a.Is6() || a.Zone() != "" {
-			return "", fmt.Errorf("invalid IPv6 address")
+			return "", errors.New("invalid IPv6 address")
 		}
 		return a.String(), nil
 	}
 	h = strings.ToLower(h)
 	if h == "" || len(h) > 253 {
-		return "", fmt.Errorf("invalid host")
+		return "", errors.New("invalid host")
 	}
 	for label := range strings.SplitSeq(h, ".") {
 		if label == "" || len(label) > 63 {
-			return "", fmt.Errorf("invalid host: empty or over-long label")
+			return "", errors.New("invalid host: empty or over-long label")
 		}
 		for i := 0; i < len(label); i++ {
 			c := label[i]
 			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
 				if c == '*' {
-					return "", fmt.Errorf("'*' is only allowed as the whole leftmost label (https://*.example.com)")
+					return "", errors.New("'*' is only allowed as the whole leftmost label (https://*.example.com)")
 				}
-				return "", fmt.Errorf("invalid character in host (IDNs must be written in punycode)")
+				return "", errors.New("invalid character in host (IDNs must be written in punycode)")
 			}
 		}
 	}

@@ -331,8 +331,10 @@ func (v *Verifier) classify(t *jwt.Token, tc *tokenClaims, err error) error {
 	case errors.Is(err, errRoomsType):
 		return fmt.Errorf("%w: %v", ErrMalformed, errRoomsType)
 	case errors.As(err, &typeErr) && typeErr.Field != "":
-		// Field is the path in our struct ("sub", "exp"), never token text.
-		return fmt.Errorf("%w: claim %q has the wrong type", ErrMalformed, typeErr.Field)
+		// Field is a path in our struct ("RegisteredClaims.sub"), never
+		// token text; the last element is the claim name.
+		field := typeErr.Field[strings.LastIndexByte(typeErr.Field, '.')+1:]
+		return fmt.Errorf("%w: claim %q has the wrong type", ErrMalformed, field)
 	case errors.Is(err, jwt.ErrTokenMalformed):
 		return fmt.Errorf("%w: not a well-formed JWS compact token", ErrMalformed)
 	case errors.Is(err, errCritHeader):
@@ -390,6 +392,9 @@ func (e joinedError) Error() string {
 	msgs := make([]string, len(e))
 	for i, err := range e {
 		msgs[i] = err.Error()
+		if i > 0 {
+			msgs[i] = strings.TrimPrefix(msgs[i], "auth: ")
+		}
 	}
 	return strings.Join(msgs, "; ")
 }

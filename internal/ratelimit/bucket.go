@@ -93,6 +93,9 @@ type Bucket struct {
 // NewBucket returns a full bucket that refills at rate tokens per second and
 // holds at most burst tokens (a burst below 1 is taken as 1). A rate that is
 // zero, negative, NaN or +Inf returns an unlimited bucket.
+//
+// The time per token is kept in whole nanoseconds, rounded down, so a rate
+// above about a million per second is approximate (and errs on allowing).
 func NewBucket(rate float64, burst int) Bucket {
 	return Bucket{limit: newLimit(rate, burst), tat: math.MinInt64}
 }

@@ -1,10 +1,12 @@
 // Package ratelimit holds the admission and flood limits of chatd
 // (PROTOCOL.md §1 "admission" and §6 "rate limits").
 //
-// Everything here is local to one process and decides from the time the
-// caller passes in: no goroutines, no timers, and therefore no Close.
-// Passing now explicitly keeps the hot paths free of clock reads the caller
-// already made and makes every limit testable without sleeping.
+// Everything here decides from the time the caller passes in: no
+// goroutines, no timers, and therefore nothing to Close. Passing now
+// explicitly saves a clock read the caller has usually made already and
+// makes every limit testable without sleeping. The one exception is
+// UserLimiter.Allow: a limiter shared by the cluster must decide on a single
+// clock, so it takes none (LocalUserLimiter.AllowAt takes one for tests).
 //
 //   - Bucket limits one connection's messages; it lives inside the
 //     connection, is 24 bytes and allocates nothing.

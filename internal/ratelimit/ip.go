@@ -7,7 +7,8 @@ import (
 )
 
 // DefaultMaxIPs is the number of addresses an IPLimiter tracks when given no
-// cap: at 8 bytes of state plus map overhead each, a few MiB.
+// cap: at a 16-byte key and 8 bytes of state each, plus map overhead, a few
+// MiB.
 const DefaultMaxIPs = 100_000
 
 // IPLimiter limits WebSocket upgrades per client address (PROTOCOL.md §1

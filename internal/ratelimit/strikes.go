@@ -7,12 +7,13 @@ import "time"
 // sending far over it (PROTOCOL.md §6: closed with 1008).
 //
 // The count runs in fixed windows: the first refusal opens a window of
-// length window, and Deny reports tooMany once more than max refusals fell
-// inside it. A window that has ended is forgotten at the next refusal. This
-// never closes a client that did not really refuse max+1 times within one
-// window; a flood that straddles a window edge is caught one window later,
-// which is soon enough for abuse and keeps the state to two integers
-// (a sliding window would need max timestamps).
+// length window, and Deny reports tooMany once more than maxDenials
+// refusals fell inside it. A window that has ended is forgotten at the next
+// refusal. So tooMany is never reported unless maxDenials+1 refusals really
+// happened within one window length; a flood that straddles a window edge
+// is caught one window later, which is soon enough for abuse and keeps the
+// state to a start time and a count (a sliding window would need
+// maxDenials timestamps).
 //
 // Call Deny only when the connection's Bucket refused a message, not on
 // every message: accepted messages must not wash out the refusals of a
@@ -27,18 +28,19 @@ type Strikes struct {
 	count  int32
 }
 
-// NewStrikes returns a counter that reports tooMany on the (maxDenials+1)th refusal
-// within window. A maxDenials or window that is zero or negative disables it.
+// NewStrikes returns a counter that reports tooMany from the
+// (maxDenials+1)th refusal within window on. A maxDenials or window that is
+// zero or negative disables it.
 func NewStrikes(maxDenials int, window time.Duration) Strikes {
 	if maxDenials <= 0 || window <= 0 {
 		return Strikes{}
 	}
-	// count is int32; a max beyond that is "never" in practice.
+	// count is int32; a maxDenials beyond 2^30 is "never" in practice.
 	return Strikes{window: int64(window), max: int32(min(maxDenials, 1<<30))}
 }
 
 // Deny records one refusal at time now and reports whether the connection
-// has now been refused more than max times within the current window.
+// has now been refused more than maxDenials times within the current window.
 func (s *Strikes) Deny(now time.Time) (tooMany bool) {
 	if s.window == 0 {
 		return false
@@ -55,8 +57,7 @@ func (s *Strikes) Deny(now time.Time) (tooMany bool) {
 	return s.count > s.max
 }
 
-// Reset forgets all refusals, for instance after the client was told to slow
-// down out of band or the connection is reused.
+// Reset forgets all refusals, keeping the configuration.
 func (s *Strikes) Reset() {
 	s.start, s.count = 0, 0
 }

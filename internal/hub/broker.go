@@ -1,0 +1,91 @@
+// Package hub keeps a node's rooms: which local connections are in which
+// room, and the fan-out of every room's messages and events to them. It
+// owns the Broker interface through which rooms travel between nodes and
+// history is kept; MemoryBroker is the single-node implementation, and the
+// Redis broker (package redisbroker) the cluster one.
+package hub
+
+import (
+	"context"
+	"errors"
+
+	"github.com/chatd/chatd/internal/protocol"
+)
+
+// ErrUnavailable says the broker cannot be reached; the command may be
+// retried. Brokers wrap it.
+var ErrUnavailable = errors.New("broker unavailable")
+
+// EventKind tells presence from typing.
+type EventKind uint8
+
+// Kinds of ephemeral event.
+const (
+	EventPresence EventKind = iota + 1
+	EventTyping
+)
+
+// Event is an ephemeral room event: never stored, droppable for slow
+// consumers.
+type Event struct {
+	Kind  EventKind
+	Room  string
+	User  string
+	Name  string
+	State string // presence: protocol.PresenceJoin or PresenceLeave
+}
+
+// Handler receives what a broker delivers for the rooms this node is
+// subscribed to. Messages of one room arrive in id order, one at a time.
+type Handler interface {
+	DeliverMessage(m protocol.Message)
+	DeliverEvent(ev Event)
+}
+
+// Broker carries rooms between nodes and keeps their history. Every method
+// is safe for concurrent use.
+type Broker interface {
+	// SetHandler sets where deliveries go; it is called once, before any
+	// Subscribe.
+	SetHandler(h Handler)
+
+	// Publish stores m (Room, From, Name, Text, CID) in the room's history,
+	// assigns its ID and TS, and delivers it to every subscribed node. A
+	// message whose (From, Room, CID) was published before and is still
+	// retained is not published again: the original comes back with
+	// duplicate true.
+	Publish(ctx context.Context, m protocol.Message) (stored protocol.Message, duplicate bool, err error)
+
+	// History returns up to limit retained messages older than before
+	// (all the newest when before is empty), oldest first, and whether
+	// older ones are retained.
+	History(ctx context.Context, room, before string, limit int) (msgs []protocol.Message, more bool, err error)
+
+	// Since returns every retained message newer than since, oldest first;
+	// recovered says that no message newer than since has been dropped
+	// from retention.
+	Since(ctx context.Context, room, since string) (msgs []protocol.Message, recovered bool, err error)
+
+	// Subscribe makes this node receive the room's messages and events; it
+	// returns once deliveries are flowing. Unsubscribe stops them. Calls
+	// for one room are made in order by the hub.
+	Subscribe(ctx context.Context, room string) error
+	Unsubscribe(ctx context.Context, room string) error
+
+	// AddMember records that user has a connection in room on this node;
+	// first is true when no node had one before. RemoveMember undoes it;
+	// last is true when no node has one any more. Members lists the users
+	// present on any node.
+	AddMember(ctx context.Context, room string, m protocol.Member) (first bool, err error)
+	RemoveMember(ctx context.Context, room, user string) (last bool, err error)
+	Members(ctx context.Context, room string) ([]protocol.Member, error)
+
+	// PublishEvent delivers an ephemeral event to every subscribed node.
+	PublishEvent(ctx context.Context, ev Event) error
+
+	// Ready reports whether the broker can serve (nil) or why not.
+	Ready(ctx context.Context) error
+
+	// Close releases the broker's resources.
+	Close() error
+}

@@ -1,0 +1,372 @@
+package hub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/chatd/chatd/internal/protocol"
+	"github.com/chatd/chatd/internal/ws"
+)
+
+// ErrNotJoined is returned for a room the connection is not in.
+var ErrNotJoined = errors.New("not joined")
+
+// Conn is a local connection as the hub sees it.
+type Conn interface {
+	// Send queues an encoded event for the connection and never blocks.
+	// droppable events (typing, presence) may be dropped when the
+	// connection is falling behind.
+	Send(pm *ws.PreparedMessage, droppable bool)
+	// UserID is the connection's user.
+	UserID() string
+}
+
+// Hub is one node's rooms. Each message the broker delivers is encoded
+// once and the same prepared frame is queued on every local member.
+type Hub struct {
+	broker Broker
+
+	mu    sync.RWMutex // guards rooms; taken before a room's locks
+	rooms map[string]*room
+
+	deliveries atomic.Uint64
+}
+
+// room is a room with local members. subMu serialises the broker
+// subscription; mu guards the members and is held while fanning out, so a
+// room's deliveries reach every member in order.
+type room struct {
+	name string
+	refs int // connections attached, guarded by Hub.mu
+
+	subMu      sync.Mutex
+	subscribed bool // guarded by subMu
+
+	mu    sync.Mutex
+	conns map[Conn]*membership
+	users map[string]int // local connections per user
+}
+
+// membership is one connection in one room. While its join is being
+// served it is pending: deliveries are kept, to be sent after `joined`
+// minus those the joined history already holds.
+type membership struct {
+	member  protocol.Member
+	pending bool
+	queued  []pendingFrame
+}
+
+type pendingFrame struct {
+	pm        *ws.PreparedMessage
+	id        protocol.ID // zero for events
+	droppable bool
+}
+
+// New returns a hub over broker and registers itself as its handler.
+func New(broker Broker) *Hub {
+	h := &Hub{broker: broker, rooms: map[string]*room{}}
+	broker.SetHandler(h)
+	return h
+}
+
+// Broker returns the hub's broker.
+func (h *Hub) Broker() Broker { return h.broker }
+
+// Deliveries is the number of messages queued to local connections.
+func (h *Hub) Deliveries() uint64 { return h.deliveries.Load() }
+
+// Rooms is the number of rooms with local members.
+func (h *Hub) Rooms() int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return len(h.rooms)
+}
+
+// JoinResult is what a join produced; the `joined` event was queued.
+type JoinResult struct {
+	History   int
+	Recovered bool
+}
+
+// Join adds c to the room and queues `joined` on it: the members, and the
+// history (the latest historyLimit messages, or with since every retained
+// message after it). Messages published while the join is served are
+// queued after `joined` exactly once. Joining a room c is already in
+// serves the join again.
+func (h *Hub) Join(ctx context.Context, c Conn, name string, member protocol.Member, ref, since string, historyLimit int) (JoinResult, error) {
+	r, err := h.attach(ctx, c, name, member)
+	if err != nil {
+		return JoinResult{}, err
+	}
+	res, err := h.serveJoin(ctx, c, r, member, ref, since, historyLimit)
+	if err != nil {
+		h.detach(ctx, c, r)
+		return JoinResult{}, err
+	}
+	return res, nil
+}
+
+func (h *Hub) serveJoin(ctx context.Context, c Conn, r *room, member protocol.Member, ref, since string, historyLimit int) (JoinResult, error) {
+	var (
+		history   []protocol.Message
+		recovered bool
+		err       error
+	)
+	if since != "" {
+		history, recovered, err = h.broker.Since(ctx, r.name, since)
+	} else {
+		history, _, err = h.broker.History(ctx, r.name, "", historyLimit)
+	}
+	if err != nil {
+		return JoinResult{}, fmt.Errorf("join %s: history: %w", r.name, err)
+	}
+	members, err := h.broker.Members(ctx, r.name)
+	if err != nil {
+		return JoinResult{}, fmt.Errorf("join %s: members: %w", r.name, err)
+	}
+	last, _ := protocol.ParseID(since)
+	if n := len(history); n > 0 {
+		last, _ = protocol.ParseID(history[n-1].ID)
+	}
+	joined := ws.NewPreparedMessage(ws.Text, protocol.AppendJoined(nil, ref, r.name, members, history, recovered))
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ms := r.conns[c]
+	if ms == nil {
+		return JoinResult{}, ErrNotJoined // left while the join was served
+	}
+	c.Send(joined, false)
+	for _, f := range ms.queued {
+		if !f.id.IsZero() && f.id.Compare(last) <= 0 {
+			continue // already in the joined history
+		}
+		c.Send(f.pm, f.droppable)
+	}
+	ms.pending, ms.queued = false, nil
+	return JoinResult{History: len(history), Recovered: recovered}, nil
+}
+
+// attach registers c in the room (pending), subscribes the node to the
+// room if it is the first local member, and announces the user's presence
+// if this is their first connection in the room anywhere.
+func (h *Hub) attach(ctx context.Context, c Conn, name string, member protocol.Member) (*room, error) {
+	h.mu.Lock()
+	r := h.rooms[name]
+	if r == nil {
+		r = &room{name: name, conns: map[Conn]*membership{}, users: map[string]int{}}
+		h.rooms[name] = r
+	}
+	r.refs++
+	h.mu.Unlock()
+
+	r.subMu.Lock()
+	if !r.subscribed {
+		if err := h.broker.Subscribe(ctx, name); err != nil {
+			r.subMu.Unlock()
+			h.release(ctx, r)
+			return nil, fmt.Errorf("join %s: subscribe: %w", name, err)
+		}
+		r.subscribed = true
+	}
+	r.subMu.Unlock()
+
+	r.mu.Lock()
+	ms, rejoin := r.conns[c]
+	if rejoin {
+		h.mu.Lock()
+		r.refs-- // counted once per connection
+		h.mu.Unlock()
+		ms.pending, ms.queued = true, nil
+		r.mu.Unlock()
+		return r, nil
+	}
+	r.conns[c] = &membership{member: member, pending: true}
+	r.users[member.User]++
+	firstLocal := r.users[member.User] == 1
+	r.mu.Unlock()
+
+	if firstLocal {
+		first, err := h.broker.AddMember(ctx, name, member)
+		if err != nil {
+			h.detach(ctx, c, r)
+			return nil, fmt.Errorf("join %s: presence: %w", name, err)
+		}
+		if first {
+			// Presence is best effort: a lost event does not fail the join.
+			_ = h.broker.PublishEvent(ctx, Event{Kind: EventPresence, Room: name, User: member.User, Name: member.Name, State: protocol.PresenceJoin})
+		}
+	}
+	return r, nil
+}
+
+// Leave removes c from the room.
+func (h *Hub) Leave(ctx context.Context, c Conn, name string) error {
+	h.mu.RLock()
+	r := h.rooms[name]
+	h.mu.RUnlock()
+	if r == nil {
+		return ErrNotJoined
+	}
+	if !h.detach(ctx, c, r) {
+		return ErrNotJoined
+	}
+	return nil
+}
+
+// detach removes c from r, announces the user's departure when it was
+// their last connection in the room anywhere, and releases the room.
+func (h *Hub) detach(ctx context.Context, c Conn, r *room) bool {
+	r.mu.Lock()
+	ms := r.conns[c]
+	if ms == nil {
+		r.mu.Unlock()
+		return false
+	}
+	delete(r.conns, c)
+	user := ms.member.User
+	r.users[user]--
+	lastLocal := r.users[user] == 0
+	if lastLocal {
+		delete(r.users, user)
+	}
+	r.mu.Unlock()
+
+	if lastLocal {
+		last, err := h.broker.RemoveMember(ctx, r.name, user)
+		if err == nil && last {
+			_ = h.broker.PublishEvent(ctx, Event{Kind: EventPresence, Room: r.name, User: user, Name: ms.member.Name, State: protocol.PresenceLeave})
+		}
+	}
+	h.release(ctx, r)
+	return true
+}
+
+// release drops one reference to r; the last one unsubscribes the node and
+// forgets the room. The room stays in the map during the unsubscribe, so a
+// concurrent join finds it and subscribes again afterwards rather than
+// racing a new subscription against the old unsubscribe.
+func (h *Hub) release(ctx context.Context, r *room) {
+	h.mu.Lock()
+	r.refs--
+	idle := r.refs == 0
+	h.mu.Unlock()
+	if !idle {
+		return
+	}
+	r.subMu.Lock()
+	defer r.subMu.Unlock()
+	h.mu.Lock()
+	if r.refs > 0 {
+		h.mu.Unlock()
+		return
+	}
+	h.mu.Unlock()
+	if r.subscribed {
+		// An error leaves the node subscribed to a room it does not need;
+		// deliveries to it find no members and cost little.
+		_ = h.broker.Unsubscribe(context.WithoutCancel(ctx), r.name)
+		r.subscribed = false
+	}
+	h.mu.Lock()
+	if r.refs == 0 && h.rooms[r.name] == r {
+		delete(h.rooms, r.name)
+	}
+	h.mu.Unlock()
+}
+
+// IsMember reports whether c is in the room.
+func (h *Hub) IsMember(c Conn, name string) bool {
+	h.mu.RLock()
+	r := h.rooms[name]
+	h.mu.RUnlock()
+	if r == nil {
+		return false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.conns[c] != nil
+}
+
+// Publish posts a message to the room; c must be a member.
+func (h *Hub) Publish(ctx context.Context, c Conn, m protocol.Message) (protocol.Message, bool, error) {
+	if !h.IsMember(c, m.Room) {
+		return m, false, ErrNotJoined
+	}
+	return h.broker.Publish(ctx, m)
+}
+
+// Typing relays a typing event; c must be a member.
+func (h *Hub) Typing(ctx context.Context, c Conn, room string, member protocol.Member) error {
+	if !h.IsMember(c, room) {
+		return ErrNotJoined
+	}
+	return h.broker.PublishEvent(ctx, Event{Kind: EventTyping, Room: room, User: member.User, Name: member.Name})
+}
+
+// DeliverMessage implements Handler: the message is encoded once and
+// queued on every local member of its room.
+func (h *Hub) DeliverMessage(m protocol.Message) {
+	r := h.lookup(m.Room)
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.conns) == 0 {
+		return
+	}
+	pm := ws.NewPreparedMessage(ws.Text, protocol.AppendMessage(nil, &m))
+	id, _ := protocol.ParseID(m.ID)
+	for c, ms := range r.conns {
+		if ms.pending {
+			ms.queued = append(ms.queued, pendingFrame{pm: pm, id: id})
+			continue
+		}
+		c.Send(pm, false)
+	}
+	h.deliveries.Add(uint64(len(r.conns)))
+}
+
+// DeliverEvent implements Handler. Typing is not sent back to the typing
+// user's own connections.
+func (h *Hub) DeliverEvent(ev Event) {
+	r := h.lookup(ev.Room)
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.conns) == 0 {
+		return
+	}
+	var data []byte
+	switch ev.Kind {
+	case EventTyping:
+		data = protocol.AppendTyping(nil, ev.Room, ev.User, ev.Name)
+	case EventPresence:
+		data = protocol.AppendPresence(nil, ev.Room, ev.User, ev.Name, ev.State)
+	default:
+		return
+	}
+	pm := ws.NewPreparedMessage(ws.Text, data)
+	for c, ms := range r.conns {
+		if ev.Kind == EventTyping && ms.member.User == ev.User {
+			continue
+		}
+		if ms.pending {
+			ms.queued = append(ms.queued, pendingFrame{pm: pm, droppable: true})
+			continue
+		}
+		c.Send(pm, true)
+	}
+}
+
+func (h *Hub) lookup(name string) *room {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.rooms[name]
+}

@@ -1,0 +1,171 @@
+// Package server is chatd's HTTP and WebSocket front: the routes, the
+// checks made before an upgrade (origin, token, subprotocol, admission),
+// the per-connection session that speaks the protocol of PROTOCOL.md, the
+// metrics, and the graceful drain at shutdown. It wires the hub, auth,
+// ratelimit and ws packages together; cmd/chatd only parses configuration.
+package server
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/chatd/chatd/internal/auth"
+	"github.com/chatd/chatd/internal/protocol"
+)
+
+// Config is the server's configuration. Zero fields take the defaults
+// listed in Defaults.
+type Config struct {
+	// NodeID names this node in welcome.node, logs and metrics.
+	NodeID string
+
+	// Auth is the token verification configuration. With neither a secret
+	// nor a public key, the server runs in dev mode: a random secret, and
+	// POST /api/dev/token enabled.
+	Auth auth.Config
+	// AllowedOrigins is the Origin allow-list; empty means same-host only.
+	AllowedOrigins []string
+	// TrustedProxies are the addresses (IPs or CIDRs) whose
+	// X-Forwarded-For is believed.
+	TrustedProxies []string
+
+	Heartbeat    time.Duration // server ping interval
+	PongTimeout  time.Duration // further wait for any frame after a ping
+	WriteTimeout time.Duration // a write to a client that takes longer fails it
+	ReadLimit    int64         // largest WebSocket message from a client
+	MaxText      int           // largest message text, in bytes
+	HistoryLimit int           // messages in joined.history without since
+	QueueSize    int           // outbound queue per connection, in messages
+	MaxRooms     int           // rooms one connection may be in
+	Compression  bool          // negotiate permessage-deflate
+
+	SendRate     float64 // messages per second per connection
+	SendBurst    int
+	UserRate     float64 // messages per second per user, all connections
+	UserBurst    int
+	CommandRate  float64 // commands of any kind per second per connection
+	CommandBurst int
+	// AbuseStrikes denials within AbuseWindow close the connection (1008).
+	AbuseStrikes int
+	AbuseWindow  time.Duration
+
+	UpgradeRate  float64 // WebSocket upgrades per second per client IP
+	UpgradeBurst int
+	MaxConns     int64 // connections on this node; 0 means unlimited
+
+	// DrainWindow spreads the reconnects of drained clients
+	// (draining.reconnect_ms) and the 1001 closes over this long.
+	DrainWindow time.Duration
+	// DrainTimeout bounds the whole drain at shutdown.
+	DrainTimeout time.Duration
+}
+
+// Defaults is the configuration a zero field falls back to.
+var Defaults = Config{
+	Heartbeat:    25 * time.Second,
+	PongTimeout:  10 * time.Second,
+	WriteTimeout: 10 * time.Second,
+	ReadLimit:    64 << 10,
+	MaxText:      protocol.DefaultMaxText,
+	HistoryLimit: protocol.DefaultHistoryLimit,
+	QueueSize:    256,
+	MaxRooms:     256,
+	SendRate:     10,
+	SendBurst:    20,
+	UserRate:     20,
+	UserBurst:    40,
+	CommandRate:  50,
+	CommandBurst: 100,
+	AbuseStrikes: 100, // 10 denials a second for 10 s: twice the send rate
+	AbuseWindow:  10 * time.Second,
+	UpgradeRate:  50,
+	UpgradeBurst: 200,
+	DrainWindow:  5 * time.Second,
+	DrainTimeout: 15 * time.Second,
+}
+
+// withDefaults fills zero fields from Defaults.
+func (c Config) withDefaults() Config {
+	d := Defaults
+	setDur := func(v *time.Duration, def time.Duration) {
+		if *v == 0 {
+			*v = def
+		}
+	}
+	setInt := func(v *int, def int) {
+		if *v == 0 {
+			*v = def
+		}
+	}
+	setF := func(v *float64, def float64) {
+		if *v == 0 {
+			*v = def
+		}
+	}
+	setDur(&c.Heartbeat, d.Heartbeat)
+	setDur(&c.PongTimeout, d.PongTimeout)
+	setDur(&c.WriteTimeout, d.WriteTimeout)
+	if c.ReadLimit == 0 {
+		c.ReadLimit = d.ReadLimit
+	}
+	setInt(&c.MaxText, d.MaxText)
+	setInt(&c.HistoryLimit, d.HistoryLimit)
+	setInt(&c.QueueSize, d.QueueSize)
+	setInt(&c.MaxRooms, d.MaxRooms)
+	setF(&c.SendRate, d.SendRate)
+	setInt(&c.SendBurst, d.SendBurst)
+	setF(&c.UserRate, d.UserRate)
+	setInt(&c.UserBurst, d.UserBurst)
+	setF(&c.CommandRate, d.CommandRate)
+	setInt(&c.CommandBurst, d.CommandBurst)
+	setInt(&c.AbuseStrikes, d.AbuseStrikes)
+	setDur(&c.AbuseWindow, d.AbuseWindow)
+	setF(&c.UpgradeRate, d.UpgradeRate)
+	setInt(&c.UpgradeBurst, d.UpgradeBurst)
+	setDur(&c.DrainWindow, d.DrainWindow)
+	setDur(&c.DrainTimeout, d.DrainTimeout)
+	if c.NodeID == "" {
+		c.NodeID = "chatd"
+	}
+	return c
+}
+
+// Validate checks the configuration after defaults; the error says what is
+// wrong and how to fix it, in one line.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	if c.Heartbeat < time.Second {
+		bad("heartbeat %v is too short: use at least 1s", c.Heartbeat)
+	}
+	if c.PongTimeout < 100*time.Millisecond {
+		bad("pong timeout %v is too short: use at least 100ms", c.PongTimeout)
+	}
+	if c.ReadLimit < 1024 {
+		bad("read limit %d bytes is too small: use at least 1024", c.ReadLimit)
+	}
+	if c.MaxText < 1 || int64(c.MaxText) > c.ReadLimit {
+		bad("max text %d must be between 1 and the read limit (%d)", c.MaxText, c.ReadLimit)
+	}
+	if c.HistoryLimit < 1 || c.HistoryLimit > protocol.MaxHistoryLimit {
+		bad("history limit %d must be between 1 and %d", c.HistoryLimit, protocol.MaxHistoryLimit)
+	}
+	if c.QueueSize < 8 {
+		bad("queue size %d is too small: use at least 8", c.QueueSize)
+	}
+	for name, r := range map[string]float64{"send rate": c.SendRate, "user rate": c.UserRate, "command rate": c.CommandRate, "upgrade rate": c.UpgradeRate} {
+		if r < 0 {
+			bad("%s %v must be positive", name, r)
+		}
+	}
+	for name, b := range map[string]int{"send burst": c.SendBurst, "user burst": c.UserBurst, "command burst": c.CommandBurst, "upgrade burst": c.UpgradeBurst} {
+		if b < 1 {
+			bad("%s %d must be at least 1", name, b)
+		}
+	}
+	if c.MaxConns < 0 {
+		bad("max connections %d must be 0 (unlimited) or more", c.MaxConns)
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,382 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/zerolog"
+
+	"github.com/chatd/chatd/internal/auth"
+	"github.com/chatd/chatd/internal/clientip"
+	"github.com/chatd/chatd/internal/hub"
+	"github.com/chatd/chatd/internal/protocol"
+	"github.com/chatd/chatd/internal/ratelimit"
+	"github.com/chatd/chatd/internal/ws"
+)
+
+// Subprotocol is the WebSocket subprotocol of PROTOCOL.md.
+const Subprotocol = "chat"
+
+// Deps are what the server is built on; cmd/chatd chooses them.
+type Deps struct {
+	Broker hub.Broker
+	// UserLimiter is the per-user rate limit; nil means a local one.
+	UserLimiter ratelimit.UserLimiter
+	Logger      zerolog.Logger
+	// Web, when set, is served at / (the browser client).
+	Web http.Handler
+}
+
+// Server is a chatd node's HTTP and WebSocket front.
+type Server struct {
+	cfg         Config
+	log         zerolog.Logger
+	broker      hub.Broker
+	hub         *hub.Hub
+	verifier    *auth.Verifier
+	signer      *auth.Signer // dev mode only
+	origins     *auth.OriginPolicy
+	clientIPs   *clientip.Resolver
+	upgrades    *ratelimit.IPLimiter
+	connCap     *ratelimit.ConnCap
+	userLimiter ratelimit.UserLimiter
+	metrics     *metrics
+	handler     http.Handler
+	acceptOpts  *ws.AcceptOptions
+
+	connSeq  atomic.Uint64
+	draining atomic.Bool
+
+	mu       sync.Mutex
+	sessions map[*session]struct{}
+	idle     *sync.Cond // signalled when sessions becomes empty
+}
+
+// New builds a server. With no key in cfg.Auth it runs in dev mode with a
+// random secret (DevMode reports it).
+func New(cfg Config, deps Deps) (*Server, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if deps.Broker == nil {
+		return nil, errors.New("server: no broker")
+	}
+	s := &Server{cfg: cfg, log: deps.Logger, broker: deps.Broker, sessions: map[*session]struct{}{}}
+	s.idle = sync.NewCond(&s.mu)
+
+	authCfg := cfg.Auth
+	if len(authCfg.Secret) == 0 && len(authCfg.PublicKeyPEM) == 0 {
+		secret, err := auth.NewDevSecret()
+		if err != nil {
+			return nil, fmt.Errorf("dev mode secret: %w", err)
+		}
+		authCfg.Secret = secret
+		if s.signer, err = auth.NewSigner(authCfg); err != nil {
+			return nil, fmt.Errorf("dev mode signer: %w", err)
+		}
+	}
+	var err error
+	if s.verifier, err = auth.NewVerifier(authCfg); err != nil {
+		return nil, fmt.Errorf("token verification: %w", err)
+	}
+	if s.origins, err = auth.NewOriginPolicy(cfg.AllowedOrigins); err != nil {
+		return nil, fmt.Errorf("allowed origins: %w", err)
+	}
+	if s.clientIPs, err = clientip.NewResolver(cfg.TrustedProxies); err != nil {
+		return nil, fmt.Errorf("trusted proxies: %w", err)
+	}
+	s.upgrades = ratelimit.NewIPLimiter(cfg.UpgradeRate, cfg.UpgradeBurst, ratelimit.DefaultMaxIPs)
+	s.connCap = ratelimit.NewConnCap(cfg.MaxConns)
+	s.userLimiter = deps.UserLimiter
+	if s.userLimiter == nil {
+		s.userLimiter = ratelimit.NewLocalUserLimiter(cfg.UserRate, cfg.UserBurst)
+	}
+	s.hub = hub.New(deps.Broker)
+	s.metrics = newMetrics(cfg.NodeID,
+		func() float64 { return float64(s.hub.Deliveries()) },
+		func() float64 { return float64(s.hub.Rooms()) })
+	s.acceptOpts = &ws.AcceptOptions{
+		Options: ws.Options{
+			ReadLimit:    cfg.ReadLimit,
+			PingInterval: cfg.Heartbeat,
+			PongTimeout:  cfg.PongTimeout,
+			WriteTimeout: cfg.WriteTimeout,
+		},
+		Subprotocols: []string{Subprotocol},
+		CheckOrigin:  func(*http.Request) bool { return true }, // checked before, with the allow-list
+		Compression:  cfg.Compression,
+	}
+	s.handler = s.routes(deps.Web)
+	return s, nil
+}
+
+// DevMode reports whether the server made its own secret (no key was
+// configured) and serves POST /api/dev/token.
+func (s *Server) DevMode() bool { return s.signer != nil }
+
+// Handler returns the HTTP handler with every route.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Hub returns the node's hub.
+func (s *Server) Hub() *hub.Hub { return s.hub }
+
+func (s *Server) routes(web http.Handler) http.Handler {
+	r := chi.NewRouter()
+	r.Use(s.recoverer, s.requestLog)
+	r.Get("/ws", s.handleWS)
+	r.Get("/healthz", s.handleHealthz)
+	r.Get("/readyz", s.handleReadyz)
+	r.Handle("/metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
+	r.Post("/api/rooms/{room}/messages", s.handlePublish)
+	if s.signer != nil {
+		r.Post("/api/dev/token", s.handleDevToken)
+	}
+	// Anything else at /ws is a handshake error, not a 405 from the router.
+	r.HandleFunc("/ws", s.handleWS)
+	if web != nil {
+		r.Handle("/*", web)
+	}
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "not_found", "no such endpoint")
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed")
+	})
+	return r
+}
+
+// handleWS is the upgrade: every check of PROTOCOL.md §1, in its order,
+// before the connection is upgraded.
+func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
+	ip := s.clientIPs.ClientIP(r)
+	log := s.log.With().Str("ip", ip.String()).Logger()
+	reject := func(status int, code, reason, msg string) {
+		s.metrics.rejections.WithLabelValues(reason).Inc()
+		log.Info().Int("status", status).Str("reason", reason).Msg("upgrade refused")
+		writeError(w, status, code, msg)
+	}
+	if herr := ws.CheckRequest(r); herr != nil {
+		switch herr.Status {
+		case http.StatusUpgradeRequired:
+			w.Header().Set("Sec-WebSocket-Version", "13")
+			reject(herr.Status, "upgrade_required", "version", herr.Message)
+		case http.StatusMethodNotAllowed:
+			w.Header().Set("Allow", http.MethodGet)
+			reject(herr.Status, "method_not_allowed", "method", herr.Message)
+		default:
+			reject(herr.Status, "bad_request", "handshake", herr.Message)
+		}
+		return
+	}
+	if !s.origins.Allow(r) {
+		reject(http.StatusForbidden, "forbidden", "origin", "origin "+r.Header.Get("Origin")+" is not allowed")
+		return
+	}
+	token, source := auth.TokenFromRequest(r)
+	if token == "" {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="chatd"`)
+		s.metrics.authFailures.WithLabelValues("missing").Inc()
+		reject(http.StatusUnauthorized, "unauthorized", "token_missing", "a token is required: Authorization: Bearer, the access_token.<jwt> subprotocol, or ?access_token=")
+		return
+	}
+	claims, err := s.verifier.Verify(token)
+	if err != nil {
+		reason := auth.Reason(err)
+		s.metrics.authFailures.WithLabelValues(reason).Inc()
+		w.Header().Set("WWW-Authenticate", `Bearer realm="chatd", error="invalid_token"`)
+		log.Info().Str("source", source).Str("auth_reason", reason).Msg("token refused")
+		reject(http.StatusUnauthorized, "unauthorized", "token_"+reason, "token refused: "+reason)
+		return
+	}
+	if !containsString(auth.OfferedSubprotocols(r), Subprotocol) {
+		reject(http.StatusBadRequest, "bad_request", "subprotocol", `the client must offer the "chat" subprotocol in Sec-WebSocket-Protocol`)
+		return
+	}
+	if s.draining.Load() {
+		w.Header().Set("Retry-After", "1")
+		reject(http.StatusServiceUnavailable, "unavailable", "draining", "this node is shutting down; connect to another")
+		return
+	}
+	if ok, retry := s.upgrades.Allow(ip, time.Now()); !ok {
+		s.metrics.rateLimited.WithLabelValues("upgrade").Inc()
+		w.Header().Set("Retry-After", ratelimit.RetryAfterSeconds(retry))
+		reject(http.StatusTooManyRequests, "rate_limited", "upgrade_rate", "too many connection attempts from your address")
+		return
+	}
+	if !s.connCap.TryAcquire() {
+		w.Header().Set("Retry-After", strconv.Itoa(1+rand.IntN(5)))
+		reject(http.StatusServiceUnavailable, "unavailable", "capacity", "this node is at its connection limit; retry or connect to another")
+		return
+	}
+	defer s.connCap.Release()
+
+	conn, err := ws.Accept(w, r, s.acceptOpts)
+	if err != nil {
+		log.Info().Err(err).Msg("upgrade failed")
+		return
+	}
+	id := s.cfg.NodeID + "-" + strconv.FormatUint(s.connSeq.Add(1), 36)
+	sess := newSession(s, conn, id, claims)
+	if !s.register(sess) {
+		_ = conn.Close(ws.StatusGoingAway, "node shutting down")
+		return
+	}
+	s.metrics.connections.Inc()
+	s.metrics.connectsTotal.Inc()
+	sess.log.Debug().Str("ip", ip.String()).Str("token_source", source).Bool("deflate", conn.Compressed()).Msg("connected")
+	sess.run(context.WithoutCancel(r.Context()))
+	s.metrics.connections.Dec()
+}
+
+func containsString(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) register(sess *session) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.draining.Load() {
+		return false
+	}
+	s.sessions[sess] = struct{}{}
+	return true
+}
+
+func (s *Server) unregister(sess *session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.sessions, sess)
+	if len(s.sessions) == 0 {
+		s.idle.Broadcast()
+	}
+}
+
+// Connections is the number of open sessions.
+func (s *Server) Connections() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.sessions)
+}
+
+// Serve serves HTTP on ln until ctx is cancelled, then drains: it stops
+// accepting, tells every client to reconnect elsewhere (draining, then
+// close 1001, spread over DrainWindow), and waits for the closing
+// handshakes up to DrainTimeout. tlsCert and tlsKey, when set, serve TLS.
+func (s *Server) Serve(ctx context.Context, ln net.Listener, tlsCert, tlsKey string) error {
+	hs := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+	}
+	if tlsCert != "" {
+		// WebSocket needs HTTP/1.1 (Upgrade); do not offer h2.
+		hs.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){}
+	}
+	errc := make(chan error, 1)
+	go func() {
+		var err error
+		if tlsCert != "" {
+			err = hs.ServeTLS(ln, tlsCert, tlsKey)
+		} else {
+			err = hs.Serve(ln)
+		}
+		errc <- err
+	}()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	s.log.Info().Int("connections", s.Connections()).Msg("shutting down: draining connections")
+	drainCtx, cancel := context.WithTimeout(context.Background(), s.cfg.DrainTimeout)
+	defer cancel()
+	s.draining.Store(true)
+	shutdownDone := make(chan error, 1)
+	go func() { shutdownDone <- hs.Shutdown(drainCtx) }()
+	s.Drain(drainCtx)
+	if err := <-shutdownDone; err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	<-errc
+	s.log.Info().Int("left_open", s.Connections()).Msg("drained")
+	return nil
+}
+
+// Drain marks the node not ready, sends every connection `draining` with
+// a reconnect delay spread over DrainWindow, closes the connections with
+// 1001 in batches over the same window, and waits until they are gone or
+// ctx ends.
+func (s *Server) Drain(ctx context.Context) {
+	s.draining.Store(true)
+	s.mu.Lock()
+	all := make([]*session, 0, len(s.sessions))
+	for sess := range s.sessions {
+		all = append(all, sess)
+	}
+	s.mu.Unlock()
+
+	window := s.cfg.DrainWindow
+	for _, sess := range all {
+		// Spread reconnects uniformly so the other nodes see no storm.
+		ms := rand.Int64N(max(window.Milliseconds(), 1))
+		sess.reply(protocol.AppendDraining(nil, ms))
+	}
+	const batches = 10
+	per := (len(all) + batches - 1) / batches
+	for i := 0; i < len(all); i += max(per, 1) {
+		for _, sess := range all[i:min(i+max(per, 1), len(all))] {
+			sess.startClose(ws.StatusGoingAway, "node shutting down; reconnect to another")
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(window / batches):
+		}
+	}
+
+	done := make(chan struct{})
+	go func() {
+		s.mu.Lock()
+		for len(s.sessions) > 0 && ctx.Err() == nil {
+			s.idle.Wait()
+		}
+		s.mu.Unlock()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.mu.Lock()
+		s.idle.Broadcast() // let the waiter see ctx is done
+		s.mu.Unlock()
+		<-done
+	}
+}
+
+// Ready reports why the node is not ready, or nil.
+func (s *Server) Ready(ctx context.Context) error {
+	if s.draining.Load() {
+		return errors.New("draining")
+	}
+	if err := s.broker.Ready(ctx); err != nil {
+		return fmt.Errorf("broker: %w", err)
+	}
+	return nil
+}

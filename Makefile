@@ -2,8 +2,11 @@
 GO       ?= go
 FUZZTIME ?= 3s
 PKGS     := ./...
+# Modules of their own, so the product's go.mod stays clean: comparisons
+# with other WebSocket libraries (bench) and deployment tests (deploy).
+SUBMODULES := bench deploy
 
-.PHONY: all build test lint fmt-check vet unit interop fuzz bench run
+.PHONY: all build test lint fmt-check vet unit interop fuzz bench run cluster
 
 all: build
 
@@ -22,15 +25,15 @@ fmt-check:
 
 vet:
 	$(GO) vet $(PKGS)
-	@if [ -f bench/go.mod ]; then cd bench && $(GO) vet ./...; fi
+	@set -e; for m in $(SUBMODULES); do if [ -f $$m/go.mod ]; then echo "vet $$m"; (cd $$m && $(GO) vet ./...); fi; done
 
 unit:
 	$(GO) test -race -count=1 $(PKGS)
 
-# Interop and comparison tests live in their own module (bench/), so the
-# product's go.mod never depends on another WebSocket library.
+# Interop tests against other WebSocket libraries and a real Chromium
+# (bench/), and the deployment tests (deploy/).
 interop:
-	@if [ -f bench/go.mod ]; then cd bench && $(GO) test -race -count=1 ./...; fi
+	@set -e; for m in $(SUBMODULES); do if [ -f $$m/go.mod ]; then (cd $$m && $(GO) test -race -count=1 ./...); fi; done
 
 # A short pass over every fuzz target (FUZZTIME each).
 fuzz:
@@ -48,3 +51,7 @@ bench:
 
 run:
 	$(GO) run ./cmd/chatd
+
+# Redis, three chatd nodes and HAProxy on loopback, without Docker.
+cluster:
+	scripts/cluster.sh

@@ -73,6 +73,9 @@ func Handler(deflate bool, readLimit int64) http.Handler {
 }
 
 func echo(c *ws.Conn) {
+	// ReadMessage closes the connection when it fails; a failed write
+	// (a peer that stopped reading) must not leave it open either.
+	defer c.CloseNow()
 	var buf []byte
 	for {
 		typ, msg, err := c.ReadMessage(buf[:0])

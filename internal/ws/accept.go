@@ -96,7 +96,7 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (*Conn,
 
 	resp := make([]byte, 0, 256)
 	resp = append(resp, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "...)
-	resp = append(resp, AcceptKey(r.Header.Get("Sec-WebSocket-Key"))...)
+	resp = append(resp, AcceptKey(strings.TrimSpace(r.Header.Get("Sec-WebSocket-Key")))...)
 	if subprotocol != "" {
 		resp = append(resp, "\r\nSec-WebSocket-Protocol: "...)
 		resp = append(resp, subprotocol...)
@@ -106,6 +106,9 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (*Conn,
 		resp = append(resp, extResp...)
 	}
 	for k, vs := range opts.ResponseHeader {
+		if !isToken(k) {
+			continue // not a header name: it could inject lines
+		}
 		for _, v := range vs {
 			resp = append(resp, "\r\n"...)
 			resp = append(resp, k...)
@@ -133,6 +136,10 @@ func checkUpgrade(r *http.Request, opts *AcceptOptions) (subprotocol string, dp 
 	}
 	if r.Method != http.MethodGet {
 		return refuse(http.StatusMethodNotAllowed, "a WebSocket handshake must use GET")
+	}
+	if !r.ProtoAtLeast(1, 1) {
+		// §4.2.1: "An HTTP/1.1 or higher GET request".
+		return refuse(http.StatusBadRequest, "a WebSocket handshake needs HTTP/1.1")
 	}
 	if !headerHasToken(r.Header, "Connection", "upgrade") {
 		return refuse(http.StatusBadRequest, `the Connection header must contain "Upgrade"`)

@@ -19,42 +19,64 @@ func (c *Conn) Close(code StatusCode, reason string) error {
 		c.closeTransport(nil)
 		return errors.New("ws: close code " + code.String() + " may not be sent")
 	}
-	sent, err := c.writeClose(code, reason, true)
-	if err != nil {
+	if _, err := c.writeClose(code, reason, true); err != nil {
 		c.closeTransport(nil)
 		return err
 	}
-	if !sent {
-		// A close is already under way; wait for it like the first caller.
-		c.waitCloseRecv()
-		c.closeTransport(nil)
-		return nil
-	}
-	if c.readMu.TryLock() {
-		// Nobody is reading: read until the peer's close frame arrives.
-		if c.readErr == nil {
-			_ = c.nc.SetReadDeadline(time.Now().Add(c.opts.CloseTimeout))
-			var err error
-			for err == nil {
-				_, _, err = c.readMessage(nil)
-			}
-			c.readErr = c.readFailed(err)
-			c.releaseReadBuffer()
-		}
-		c.readMu.Unlock()
-	} else {
-		c.waitCloseRecv()
-	}
+	// Whether this call sent the close frame or one was sent already (by
+	// another Close, or as the answer to the peer's), wait for the peer's.
+	c.awaitClose()
 	c.closeTransport(nil)
 	return nil
 }
 
-func (c *Conn) waitCloseRecv() {
-	t := time.NewTimer(c.opts.CloseTimeout)
-	defer t.Stop()
-	select {
-	case <-c.closeRecv:
-	case <-t.C:
+// closePoll is how often Close checks whether it must read the peer's close
+// frame itself because no goroutine is (or is any longer) in ReadMessage.
+const closePoll = 10 * time.Millisecond
+
+// awaitClose waits, for at most CloseTimeout, until the peer's close frame
+// was read and the reader that read it closed the transport.
+func (c *Conn) awaitClose() {
+	timeout := time.NewTimer(c.opts.CloseTimeout)
+	defer timeout.Stop()
+	var poll *time.Ticker
+	defer func() {
+		if poll != nil {
+			poll.Stop()
+		}
+	}()
+	for {
+		if c.readMu.TryLock() {
+			// Nobody is reading: read until the peer's close frame arrives.
+			if c.readErr == nil {
+				_ = c.nc.SetReadDeadline(time.Now().Add(c.opts.CloseTimeout))
+				var err error
+				for err == nil {
+					_, _, err = c.readMessage(nil)
+				}
+				c.readErr = c.readFailed(err)
+				c.releaseReadBuffer()
+			}
+			c.readMu.Unlock()
+			return
+		}
+		if poll == nil {
+			poll = time.NewTicker(closePoll)
+		}
+		select {
+		case <-c.closeRecv:
+			// The reader saw the close (or the end); it closes the
+			// transport after its half-close and drain.
+			select {
+			case <-c.closed:
+			case <-timeout.C:
+			}
+			return
+		case <-timeout.C:
+			return
+		case <-poll.C:
+			// The reader may have returned without calling again.
+		}
 	}
 }
 

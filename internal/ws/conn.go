@@ -18,9 +18,11 @@ type Options struct {
 	// ReadMessage accepts; a larger one fails the connection with 1009.
 	// Default 1 MiB.
 	ReadLimit int64
-	// PingInterval, when positive, sends a ping that often; a peer that sends
-	// no frame at all within PongTimeout after a ping is considered dead and
-	// the connection is closed (ReadMessage then reports ErrPongTimeout).
+	// PingInterval, when positive, sends a ping that often; a peer from
+	// which nothing at all was read within PongTimeout after a ping is
+	// considered dead and the connection is closed (ReadMessage then
+	// reports a *CloseError wrapping ErrPongTimeout). Only bytes read by
+	// ReadMessage count, so the connection must have a reader.
 	PingInterval time.Duration
 	// PongTimeout defaults to 10 s.
 	PongTimeout time.Duration
@@ -78,6 +80,11 @@ type Conn struct {
 	raw    syscall.RawConn // set for TCP: lets an idle read wait without a buffer
 	server bool
 	opts   Options
+	// readLimit is opts.ReadLimit, changeable by SetReadLimit while a
+	// reader is blocked.
+	readLimit atomic.Int64
+	// rawReadFn is c.rawRead, the RawConn.Read callback, bound once.
+	rawReadFn func(fd uintptr) bool
 
 	subprotocol string
 	deflate     bool
@@ -105,6 +112,7 @@ type Conn struct {
 	// cause is why the transport was closed from our side (pong timeout).
 	cause     atomic.Pointer[error]
 	ncClosed  sync.Once
+	closed    chan struct{} // closed when the transport is
 	keepalive *keepalive
 }
 
@@ -115,8 +123,11 @@ func newConn(nc net.Conn, server bool, buffered []byte, opts Options, subprotoco
 		opts:        opts,
 		subprotocol: subprotocol,
 		closeRecv:   make(chan struct{}),
+		closed:      make(chan struct{}),
 	}
 	c.raw = rawConnOf(nc)
+	c.rawReadFn = c.rawRead
+	c.readLimit.Store(opts.ReadLimit)
 	if dp != nil {
 		c.deflate = true
 		if server {
@@ -155,11 +166,20 @@ func (c *Conn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
 // LocalAddr returns the local network address.
 func (c *Conn) LocalAddr() net.Addr { return c.nc.LocalAddr() }
 
-// SetReadLimit changes the read limit for the following messages.
+// SetReadLimit changes the read limit for the following frames; n <= 0
+// restores the default. It does not wait for a blocked ReadMessage.
 func (c *Conn) SetReadLimit(n int64) {
-	c.readMu.Lock()
-	c.opts.ReadLimit = n
-	c.readMu.Unlock()
+	if n <= 0 {
+		n = defaultReadLimit
+	}
+	c.readLimit.Store(n)
+}
+
+// noteActivity records that bytes arrived from the peer, for keepalive.
+func (c *Conn) noteActivity() {
+	if c.keepalive != nil {
+		c.keepalive.sawFrame()
+	}
 }
 
 // closeTransport closes the network connection once; cause, when not nil,
@@ -174,6 +194,7 @@ func (c *Conn) closeTransport(cause error) {
 		}
 		_ = c.nc.Close()
 		c.signalCloseRecv()
+		close(c.closed)
 	})
 }
 
@@ -181,21 +202,22 @@ func (c *Conn) signalCloseRecv() { c.closeRecvOnce.Do(func() { close(c.closeRecv
 
 // Buffer pools: an idle connection holds neither a read nor a write buffer.
 
-var readBufferPool = sync.Pool{New: func() any { b := make([]byte, readBufferSize); return &b }}
+// The pool holds array pointers: a slice converts to one and back without
+// an allocation, whereas putting &slice would allocate a header every time.
+var readBufferPool = sync.Pool{New: func() any { return new([readBufferSize]byte) }}
 
 func getReadBuffer(min int) []byte {
 	if min > readBufferSize {
 		return make([]byte, min)
 	}
-	return *(readBufferPool.Get().(*[]byte))
+	return readBufferPool.Get().(*[readBufferSize]byte)[:]
 }
 
 func putReadBuffer(b []byte) {
 	if cap(b) != readBufferSize {
 		return
 	}
-	b = b[:readBufferSize]
-	readBufferPool.Put(&b)
+	readBufferPool.Put((*[readBufferSize]byte)(b[:readBufferSize]))
 }
 
 // keepalive pings the peer every interval and closes the connection when
@@ -205,7 +227,7 @@ type keepalive struct {
 	c        *Conn
 	interval time.Duration
 	timeout  time.Duration
-	lastRead atomic.Int64 // unix nanoseconds of the last frame read
+	lastRead atomic.Int64 // unix nanoseconds of the last read from the peer
 	mu       sync.Mutex
 	timer    *time.Timer
 	pingAt   int64 // when the outstanding ping was sent; 0 when none
@@ -219,7 +241,7 @@ func startKeepalive(c *Conn, interval, timeout time.Duration) *keepalive {
 	return k
 }
 
-// sawFrame records that the peer is alive.
+// sawFrame records that the peer is alive (any bytes read count).
 func (k *keepalive) sawFrame() { k.lastRead.Store(time.Now().UnixNano()) }
 
 func (k *keepalive) tick() {

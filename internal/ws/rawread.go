@@ -31,40 +31,42 @@ func (c *Conn) readFresh() error {
 		c.r.buf, c.r.start, c.r.end = getReadBuffer(0), 0, 0
 		return nil
 	}
-	var (
-		buf  []byte
-		n    int
-		rerr error
-	)
-	err := c.raw.Read(func(fd uintptr) bool {
-		for {
-			b := getReadBuffer(0)
-			n, rerr = syscall.Read(int(fd), b)
-			switch rerr {
-			case syscall.EINTR:
-				putReadBuffer(b)
-				continue
-			case syscall.EAGAIN:
-				putReadBuffer(b)
-				return false // wait for readability in the netpoller
-			}
-			buf = b
-			return true
-		}
-	})
-	switch {
-	case err != nil:
-		if buf != nil {
-			putReadBuffer(buf)
-		}
-		return err
-	case rerr != nil:
-		putReadBuffer(buf)
-		return os.NewSyscallError("read", rerr)
-	case n == 0:
-		putReadBuffer(buf)
-		return io.EOF
+	c.r.freshErr = nil
+	// c.rawReadFn is the method value c.rawRead, made once in newConn: a
+	// closure made here would cost allocations on every message.
+	if err := c.raw.Read(c.rawReadFn); err != nil {
+		return err // the callback never succeeded, so no buffer is held
 	}
-	c.r.buf, c.r.start, c.r.end = buf, 0, n
+	if err := c.r.freshErr; err != nil {
+		c.r.freshErr = nil
+		return err
+	}
+	c.noteActivity()
 	return nil
+}
+
+// rawRead is the RawConn.Read callback of readFresh: false asks the
+// netpoller to wait for readability.
+func (c *Conn) rawRead(fd uintptr) bool {
+	for {
+		b := getReadBuffer(0)
+		n, err := syscall.Read(int(fd), b)
+		switch {
+		case err == syscall.EINTR:
+			putReadBuffer(b)
+			continue
+		case err == syscall.EAGAIN:
+			putReadBuffer(b)
+			return false
+		case err != nil:
+			putReadBuffer(b)
+			c.r.freshErr = os.NewSyscallError("read", err)
+		case n == 0:
+			putReadBuffer(b)
+			c.r.freshErr = io.EOF
+		default:
+			c.r.buf, c.r.start, c.r.end = b, 0, n
+		}
+		return true
+	}
 }

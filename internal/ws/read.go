@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"math"
 	"time"
 	"unicode/utf8"
 )
@@ -15,6 +16,7 @@ type reader struct {
 	// connection holds no buffer.
 	buf        []byte
 	start, end int
+	freshErr   error // set by rawRead, the readFresh callback
 
 	// The current data frame.
 	frameLeft int64  // payload bytes not yet consumed
@@ -84,7 +86,7 @@ func (c *Conn) readMessage(dst []byte) (MessageType, []byte, error) {
 		return 0, dst, err
 	}
 	if typ == Text && !r.utf8.complete() {
-		return 0, dst, &protocolError{code: StatusInvalidPayload, msg: "text message is not valid UTF-8"}
+		return 0, dst, errInvalidUTF8()
 	}
 	r.inMessage = false
 	return typ, dst, nil
@@ -104,7 +106,7 @@ func (c *Conn) readPlain(dst []byte) ([]byte, error) {
 			n, err := c.readFramePayload(dst[start:cap(dst)])
 			dst = dst[:start+n]
 			if r.op == opText && !r.utf8.write(dst[start:]) {
-				return dst, &protocolError{code: StatusInvalidPayload, msg: "text message is not valid UTF-8"}
+				return dst, errInvalidUTF8()
 			}
 			if err != nil {
 				return dst, err
@@ -135,11 +137,11 @@ func (c *Conn) readCompressed(dst []byte) ([]byte, error) {
 		start := len(dst)
 		n, err := fr.Read(dst[start:cap(dst)])
 		dst = dst[:start+n]
-		if int64(len(dst)-base) > c.opts.ReadLimit {
-			return dst, &protocolError{code: StatusMessageTooBig, msg: "message exceeds read limit", err: ErrReadLimit}
+		if int64(len(dst)-base) > c.readLimit.Load() {
+			return dst, errReadLimit()
 		}
 		if r.op == opText && !r.utf8.write(dst[start:]) {
-			return dst, &protocolError{code: StatusInvalidPayload, msg: "text message is not valid UTF-8"}
+			return dst, errInvalidUTF8()
 		}
 		if err == io.EOF {
 			break
@@ -148,17 +150,37 @@ func (c *Conn) readCompressed(dst []byte) ([]byte, error) {
 			if r.src.err != nil {
 				return dst, r.src.err // the network or frame error underneath
 			}
+			if r.src.n == 0 && r.src.done() {
+				// An empty payload is not a complete DEFLATE stream even
+				// with the tail appended, but zlib-based receivers take it
+				// for an empty message, and so do we.
+				break
+			}
 			return dst, &protocolError{code: StatusInvalidPayload, msg: "invalid compressed data: " + err.Error()}
 		}
 	}
-	if !r.src.done() {
-		// The stream ended (a final block) before the message did.
-		return dst, &protocolError{code: StatusInvalidPayload, msg: "compressed data ends before the message"}
+	// The stream may end with a final block (RFC 7692 §7.2.3.3) before the
+	// tail; what follows it in the message may only be empty frames.
+	for !r.src.done() {
+		if r.frameLeft > 0 {
+			return dst, &protocolError{code: StatusInvalidPayload, msg: "data after the end of the compressed stream"}
+		}
+		if err := c.nextDataFrame(); err != nil {
+			return dst, err
+		}
 	}
 	if c.readTakeover {
 		r.dict = appendWindow(r.dict, dst[base:])
 	}
 	return dst, nil
+}
+
+func errReadLimit() error {
+	return &protocolError{code: StatusMessageTooBig, msg: "message exceeds read limit", err: ErrReadLimit}
+}
+
+func errInvalidUTF8() error {
+	return &protocolError{code: StatusInvalidPayload, msg: "text message is not valid UTF-8"}
 }
 
 // appendWindow keeps the last 32 KiB of the peer's output, the deflate
@@ -175,6 +197,14 @@ func appendWindow(dict, out []byte) []byte {
 	return append(dict, out...)
 }
 
+// satAdd adds two non-negative numbers, saturating at the largest int64.
+func satAdd(a, b int64) int64 {
+	if a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
+}
+
 func grow(b []byte, n int) []byte {
 	if n < 64 {
 		n = 64
@@ -187,6 +217,7 @@ func grow(b []byte, n int) []byte {
 // io.ByteReader so that compress/flate reads it without a bufio wrapper.
 type deflateSource struct {
 	c    *Conn
+	n    int64 // payload bytes returned
 	tail int   // bytes of deflateTail already returned
 	err  error // the first error from below, kept for readCompressed
 }
@@ -207,6 +238,7 @@ func (s *deflateSource) Read(p []byte) (int, error) {
 		return n, nil
 	}
 	n, err := s.c.readFramePayload(p)
+	s.n += int64(n)
 	if err != nil {
 		s.err = err
 	}
@@ -232,6 +264,7 @@ func (s *deflateSource) ReadByte() (byte, error) {
 	b := r.buf[r.start]
 	r.start++
 	r.frameLeft--
+	s.n++
 	if r.masked {
 		b ^= byte(r.key)
 		r.key = r.key>>8 | r.key<<24
@@ -284,15 +317,16 @@ func (c *Conn) nextDataFrame() error {
 		}
 		// Fail before reading a payload that cannot fit. Compressed
 		// frames are measured after decompression, but their raw size is
-		// bounded too (incompressible data grows a little).
-		limit := c.opts.ReadLimit
+		// bounded too (incompressible data grows a little). The sum is
+		// compared without overflow: a frame may claim up to 2^63-1 bytes.
+		limit := c.readLimit.Load()
 		if r.compressed {
-			limit += limit/8 + 1024
+			limit = satAdd(limit, limit/8+1024)
+		}
+		if h.length > limit-r.size {
+			return errReadLimit()
 		}
 		r.size += h.length
-		if r.size > limit {
-			return &protocolError{code: StatusMessageTooBig, msg: "message exceeds read limit", err: ErrReadLimit}
-		}
 		r.frameLeft, r.frameFin, r.masked, r.key = h.length, h.fin, h.masked, h.key
 		return nil
 	}
@@ -312,9 +346,6 @@ func (c *Conn) readHeader() (header, error) {
 	r.start += n
 	if err != nil {
 		return h, err
-	}
-	if c.keepalive != nil {
-		c.keepalive.sawFrame()
 	}
 	switch {
 	case !h.op.isKnown():
@@ -383,7 +414,7 @@ func (c *Conn) handleCloseFrame(p []byte) error {
 	c.signalCloseRecv()
 	if c.server {
 		// §7.1.1: the server closes the TCP connection first.
-		c.closeTransport(nil)
+		c.lingerClose()
 	} else {
 		c.awaitServerClose()
 	}
@@ -397,6 +428,22 @@ func (c *Conn) handleCloseFrame(p []byte) error {
 // §7.1.1 asks of clients, before closing it anyway after CloseTimeout.
 func (c *Conn) awaitServerClose() {
 	_ = c.nc.SetReadDeadline(time.Now().Add(c.opts.CloseTimeout))
+	c.drainTransport()
+	c.closeTransport(nil)
+}
+
+// lingerClose closes the connection after our close frame was written,
+// without losing it: it half-closes (the peer sees the end of the stream,
+// which is how a server "closes the TCP connection first", §7.1.1) and
+// reads until the peer closes too, for at most a second. Closing at once
+// with unread data from the peer in the socket (frames it sent after its
+// close, or the rest of a message we refused) would make the kernel send a
+// reset, which may destroy our close frame before the peer reads it.
+func (c *Conn) lingerClose() {
+	if hc, ok := c.nc.(interface{ CloseWrite() error }); ok {
+		_ = hc.CloseWrite()
+	}
+	_ = c.nc.SetReadDeadline(time.Now().Add(min(c.opts.CloseTimeout, time.Second)))
 	c.drainTransport()
 	c.closeTransport(nil)
 }
@@ -424,14 +471,7 @@ func (c *Conn) readFailed(err error) error {
 	if errors.As(err, &pe) {
 		_, _ = c.writeClose(pe.code, pe.msg, true)
 		c.signalCloseRecv()
-		// Half-close and drain, so that our close frame reaches the peer
-		// instead of being discarded by a reset for its unread data.
-		if hc, ok := c.nc.(interface{ CloseWrite() error }); ok {
-			_ = hc.CloseWrite()
-		}
-		_ = c.nc.SetReadDeadline(time.Now().Add(min(c.opts.CloseTimeout, time.Second)))
-		c.drainTransport()
-		c.closeTransport(nil)
+		c.lingerClose()
 		return &CloseError{Code: pe.code, Reason: pe.msg, Err: pe}
 	}
 	c.closeTransport(nil)
@@ -460,6 +500,9 @@ func (c *Conn) fill(n int) error {
 			r.start = 0
 		}
 		m, err := c.nc.Read(r.buf[r.end:])
+		if m > 0 {
+			c.noteActivity()
+		}
 		r.end += m
 		if err != nil {
 			if r.end-r.start >= n {
@@ -505,6 +548,9 @@ func (c *Conn) readFramePayload(p []byte) (int, error) {
 		if n > 0 {
 			err = nil // the error comes back on the next read
 		}
+	}
+	if n > 0 {
+		c.noteActivity()
 	}
 	if r.masked {
 		r.key = maskBytes(r.key, p[:n])

@@ -28,8 +28,15 @@ func main() {
 
 // run is main without the process: it returns the exit status.
 func run(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	if len(args) > 0 && args[0] == "token" {
-		return tokenCommand(args[1:], getenv, stdout, stderr)
+	if len(args) > 0 {
+		switch args[0] {
+		case "token":
+			return tokenCommand(args[1:], getenv, stdout, stderr)
+		case "cert":
+			return certCommand(args[1:], stderr)
+		case "healthcheck":
+			return healthcheckCommand(args[1:], getenv, stdout, stderr)
+		}
 	}
 	cfg, err := parseConfig(args, getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {

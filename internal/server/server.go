@@ -173,8 +173,10 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Sec-WebSocket-Version", "13")
 			reject(herr.Status, "upgrade_required", "version", herr.Message)
 		case http.StatusMethodNotAllowed:
+			// PROTOCOL.md §1 answers every method and header failure
+			// with 400; Allow still says what would work.
 			w.Header().Set("Allow", http.MethodGet)
-			reject(herr.Status, "method_not_allowed", "method", herr.Message)
+			reject(http.StatusBadRequest, "bad_request", "method", herr.Message)
 		default:
 			reject(herr.Status, "bad_request", "handshake", herr.Message)
 		}

@@ -47,6 +47,7 @@ type session struct {
 
 	// The outbound queue: a ring of prepared frames, guarded by qmu.
 	qmu        sync.Mutex
+	qroom      sync.Cond // on qmu: the queue shrank or closing was set
 	queue      []*ws.PreparedMessage
 	qhead      int
 	qlen       int
@@ -72,6 +73,7 @@ func newSession(srv *Server, conn *ws.Conn, id string, claims *auth.Claims) *ses
 		strikes: ratelimit.NewStrikes(cfg.AbuseStrikes, cfg.AbuseWindow),
 		queue:   make([]*ws.PreparedMessage, cfg.QueueSize),
 	}
+	s.qroom.L = &s.qmu
 	s.log = srv.log.With().Str("conn", id).Str("user", claims.Subject).Logger()
 	return s
 }
@@ -132,7 +134,23 @@ func (s *session) closeLocked(code ws.StatusCode, reason string) {
 	}
 	s.closing, s.closeCode, s.closeText = true, code, reason
 	s.srv.metrics.closes.WithLabelValues(strconv.Itoa(int(code))).Inc()
+	s.qroom.Broadcast()
 	s.startWriterLocked()
+}
+
+// awaitQueueRoom blocks the reading goroutine while the outbound queue is
+// more than half full. A client that sends commands faster than it reads
+// the replies (pipelining) is slowed down through TCP instead of filling
+// its own queue, so that only a client that does not keep up with what
+// the rooms deliver is a slow consumer; and half the queue stays free for
+// the replies and deliveries of the next command. A client that stops
+// reading altogether is failed by the write timeout, which wakes this.
+func (s *session) awaitQueueRoom() {
+	s.qmu.Lock()
+	for s.qlen > len(s.queue)/2 && !s.closing {
+		s.qroom.Wait()
+	}
+	s.qmu.Unlock()
 }
 
 func (s *session) isClosing() bool {
@@ -177,6 +195,7 @@ func (s *session) writeLoop() {
 		}
 		s.qhead = (s.qhead + n) % len(s.queue)
 		s.qlen -= n
+		s.qroom.Broadcast()
 		s.qmu.Unlock()
 
 		err := s.conn.WritePrepared(s.batch...)
@@ -190,6 +209,7 @@ func (s *session) writeLoop() {
 				s.queue[i] = nil
 			}
 			s.qlen = 0
+			s.qroom.Broadcast()
 			s.qmu.Unlock()
 			return
 		}
@@ -204,6 +224,7 @@ func (s *session) run(ctx context.Context) {
 	s.armExpiry(s.claims.Expiry)
 
 	for {
+		s.awaitQueueRoom()
 		bp := readBufferPool.Get().(*[]byte)
 		typ, data, err := s.conn.ReadMessage((*bp)[:0])
 		if err != nil {
@@ -264,12 +285,15 @@ func (s *session) armExpiry(exp time.Time) {
 // handle serves one command.
 func (s *session) handle(ctx context.Context, data []byte) {
 	now := time.Now()
+	// Parsed before the command limit is applied, so that a denial carries
+	// the command's ref like every other reply (PROTOCOL.md §3); a command
+	// is at most ReadLimit bytes, and a flood ends in 1008 anyway.
+	cmd, perr := protocol.ParseCommand(data, s.srv.cfg.MaxText)
 	if ok, retry := s.cmdLim.Allow(now); !ok {
 		s.srv.metrics.rateLimited.WithLabelValues("command").Inc()
-		s.denied(now, "", retry)
+		s.denied(now, cmd.Ref, retry)
 		return
 	}
-	cmd, perr := protocol.ParseCommand(data, s.srv.cfg.MaxText)
 	if perr != nil {
 		s.reply(protocol.AppendError(nil, cmd.Ref, perr))
 		return

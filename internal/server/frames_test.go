@@ -41,25 +41,11 @@ func TestReadLimitCloses1009(t *testing.T) {
 	c.expectClose(ws.StatusMessageTooBig)
 }
 
-// TestInvalidUTF8Closes1007: a text message that is not UTF-8.
-func TestInvalidUTF8Closes1007(t *testing.T) {
-	t.Parallel()
-	ts := startServer(t, fastConfig())
-	c := ts.dial(t, "alice")
-	// ws refuses to send invalid text, so send it as a text frame by hand
-	// is not possible through the client; a fragment of a valid rune at
-	// the end is what the server must catch.
-	if err := c.conn.WriteMessage(ws.Text, []byte("{\"type\":\"ping\",\"ref\":\"\xff\"}")); err != nil {
-		t.Skipf("the client refuses invalid UTF-8: %v", err)
-	}
-	c.expectClose(ws.StatusInvalidPayload)
-}
-
 // TestErrorCodes sends one command per row and checks the error code and
 // that the ref is copied into the reply (PROTOCOL.md §2-§4).
 func TestErrorCodes(t *testing.T) {
 	t.Parallel()
-	ts := startServer(t, fastConfig(), serverOpts{broker: func(b hub.Broker) hub.Broker { return failingBroker{b} }})
+	ts := startServer(t, fastConfig(), serverOpts{broker: func(b hub.Broker) hub.Broker { return failingBroker{Broker: b} }})
 	c := ts.dial(t, "alice")
 	c.join("lobby")
 	c.sync() // the own presence

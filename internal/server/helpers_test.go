@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -60,6 +61,10 @@ type serverOpts struct {
 	devMode bool
 	// quiet sends the logs nowhere (fuzzing runs many iterations per t).
 	quiet bool
+	// logs, when set, receives a copy of every log line.
+	logs io.Writer
+	// web is served at / like cmd/chatd serves the browser client.
+	web http.Handler
 }
 
 // fastConfig is a configuration with short timeouts for tests; a test
@@ -99,7 +104,11 @@ func startServer(t testing.TB, cfg server.Config, opts ...serverOpts) *testServe
 	if !o.devMode && !publicKey {
 		cfg.Auth.Secret = testSecret
 	}
-	logger := zerolog.New(zerolog.NewTestWriter(t)).With().Timestamp().Logger()
+	var logOut io.Writer = zerolog.NewTestWriter(t)
+	if o.logs != nil {
+		logOut = io.MultiWriter(logOut, o.logs)
+	}
+	logger := zerolog.New(logOut).With().Timestamp().Logger()
 	if o.quiet {
 		logger = zerolog.Nop()
 	}
@@ -107,7 +116,7 @@ func startServer(t testing.TB, cfg server.Config, opts ...serverOpts) *testServe
 	if o.broker != nil {
 		broker = o.broker(broker)
 	}
-	srv, err := server.New(cfg, server.Deps{Broker: broker, Logger: logger})
+	srv, err := server.New(cfg, server.Deps{Broker: broker, Logger: logger, Web: o.web})
 	if err != nil {
 		t.Fatalf("server.New: %v", err)
 	}
@@ -226,8 +235,8 @@ type client struct {
 	msgs    chan msg
 	backlog []msg // messages set aside by roundTrip, read first by next
 	done    chan struct{}
-	err  error // why reading ended; set before done is closed
-	nref atomic.Int64
+	err     error // why reading ended; set before done is closed
+	nref    atomic.Int64
 }
 
 // dialOpts change how a client connects.
@@ -585,10 +594,20 @@ func (ts *testServer) metric(t testing.TB, name string) float64 {
 
 // failingBroker is a MemoryBroker whose calls fail for chosen rooms:
 // rooms named "down*" answer hub.ErrUnavailable on Publish, rooms named
-// "broken*" a plain error on Publish, and rooms named "nohist*" a plain
-// error on History (a plain error is answered with internal).
+// "broken*" a plain error on Publish, rooms named "nohist*" a plain error
+// on History (a plain error is answered with internal), and rooms named
+// "panic*" panic on Publish (a bug in chatd: close 1011). Ready fails
+// while unready is set.
 type failingBroker struct {
 	hub.Broker
+	unready *atomic.Bool
+}
+
+func (b failingBroker) Ready(ctx context.Context) error {
+	if b.unready != nil && b.unready.Load() {
+		return fmt.Errorf("test broker: %w", hub.ErrUnavailable)
+	}
+	return b.Broker.Ready(ctx)
 }
 
 var errBroken = errors.New("test: broker is broken")
@@ -604,6 +623,9 @@ func (b failingBroker) fail(room string) error {
 }
 
 func (b failingBroker) Publish(ctx context.Context, m protocol.Message) (protocol.Message, bool, error) {
+	if strings.HasPrefix(m.Room, "panic") {
+		panic("test: broker panics")
+	}
 	if err := b.fail(m.Room); err != nil {
 		return protocol.Message{}, false, err
 	}

@@ -28,6 +28,9 @@ import (
 // Subprotocol is the WebSocket subprotocol of PROTOCOL.md.
 const Subprotocol = "chat"
 
+// drainBatches is how many batches Drain closes connections in.
+const drainBatches = 10
+
 // Deps are what the server is built on; cmd/chatd chooses them.
 type Deps struct {
 	Broker hub.Broker
@@ -139,18 +142,29 @@ func (s *Server) routes(web http.Handler) http.Handler {
 	r.Get("/healthz", s.handleHealthz)
 	r.Get("/readyz", s.handleReadyz)
 	r.Handle("/metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
+	// Registered for every method first, then POST over it: other
+	// methods get a 405 rather than falling through to /api/*.
+	r.HandleFunc("/api/rooms/{room}/messages", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", http.MethodPost)
+		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "use POST")
+	})
 	r.Post("/api/rooms/{room}/messages", s.handlePublish)
 	if s.signer != nil {
 		r.Post("/api/dev/token", s.handleDevToken)
 	}
 	// Anything else at /ws is a handshake error, not a 405 from the router.
 	r.HandleFunc("/ws", s.handleWS)
-	if web != nil {
-		r.Handle("/*", web)
-	}
-	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+	notFound := func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such endpoint")
-	})
+	}
+	// API paths never reach the web client, whatever it serves: without
+	// dev mode, POST /api/dev/token is a JSON 404.
+	r.HandleFunc("/api/*", notFound)
+	if web != nil {
+		r.Get("/*", web.ServeHTTP)
+		r.Head("/*", web.ServeHTTP)
+	}
+	r.NotFound(notFound)
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed")
 	})
@@ -325,6 +339,12 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, tlsCert, tlsKey str
 // a reconnect delay spread over DrainWindow, closes the connections with
 // 1001 in batches over the same window, and waits until they are gone or
 // ctx ends.
+//
+// The connections are shuffled into drainBatches batches; batch i is
+// closed at i*DrainWindow/drainBatches and told to reconnect at a random
+// moment of its own slice of the window, so that a client's reconnect
+// delay runs out about when, or shortly after, its close arrives, and the
+// reconnects reach the other nodes evenly spread over the window.
 func (s *Server) Drain(ctx context.Context) {
 	s.draining.Store(true)
 	s.mu.Lock()
@@ -333,42 +353,76 @@ func (s *Server) Drain(ctx context.Context) {
 		all = append(all, sess)
 	}
 	s.mu.Unlock()
+	rand.Shuffle(len(all), func(i, j int) { all[i], all[j] = all[j], all[i] })
 
-	window := s.cfg.DrainWindow
-	for _, sess := range all {
-		// Spread reconnects uniformly so the other nodes see no storm.
-		ms := rand.Int64N(max(window.Milliseconds(), 1))
-		sess.reply(protocol.AppendDraining(nil, ms))
+	slot := s.cfg.DrainWindow / drainBatches
+	slotMS := max(slot.Milliseconds(), 1)
+	var batches [drainBatches][]*session
+	for i, sess := range all {
+		b := i * drainBatches / len(all)
+		batches[b] = append(batches[b], sess)
+		sess.reply(protocol.AppendDraining(nil, int64(b)*slotMS+rand.Int64N(slotMS)))
 	}
-	const batches = 10
-	per := (len(all) + batches - 1) / batches
-	for i := 0; i < len(all); i += max(per, 1) {
-		for _, sess := range all[i:min(i+max(per, 1), len(all))] {
+	start := time.Now()
+	for b := range batches {
+		if len(batches[b]) == 0 {
+			continue
+		}
+		if wait := time.Until(start.Add(time.Duration(b) * slot)); wait > 0 {
+			timer := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				timer.Stop()
+				s.closeRemaining()
+				return
+			case <-timer.C:
+			}
+		}
+		for _, sess := range batches[b] {
 			sess.startClose(ws.StatusGoingAway, "node shutting down; reconnect to another")
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(window / batches):
-		}
 	}
 
-	done := make(chan struct{})
-	go func() {
-		s.mu.Lock()
-		for len(s.sessions) > 0 && ctx.Err() == nil {
-			s.idle.Wait()
-		}
-		s.mu.Unlock()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-ctx.Done():
+	if !s.waitIdle(ctx) {
+		s.closeRemaining()
+	}
+}
+
+// waitIdle waits until no session is left or ctx ends, and reports
+// whether none is left.
+func (s *Server) waitIdle(ctx context.Context) bool {
+	stop := context.AfterFunc(ctx, func() {
 		s.mu.Lock()
 		s.idle.Broadcast() // let the waiter see ctx is done
 		s.mu.Unlock()
-		<-done
+	})
+	defer stop()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for len(s.sessions) > 0 && ctx.Err() == nil {
+		s.idle.Wait()
+	}
+	return len(s.sessions) == 0
+}
+
+// closeRemaining drops the connections a drain did not close in time,
+// without a closing handshake, and waits a moment for their sessions to
+// end, so that none outlives Serve.
+func (s *Server) closeRemaining() {
+	s.mu.Lock()
+	if len(s.sessions) > 0 {
+		s.log.Warn().Int("connections", len(s.sessions)).Msg("drain timeout: dropping the connections still open")
+	}
+	for sess := range s.sessions {
+		_ = sess.conn.CloseNow()
+	}
+	s.mu.Unlock()
+	// A session whose transport is closed ends at once, after leaving its
+	// rooms (broker calls bounded by brokerTimeout).
+	ctx, cancel := context.WithTimeout(context.Background(), brokerTimeout+time.Second)
+	defer cancel()
+	if !s.waitIdle(ctx) {
+		s.log.Error().Int("connections", s.Connections()).Msg("sessions did not end after their connections were dropped")
 	}
 }
 

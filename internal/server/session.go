@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"time"
@@ -282,8 +283,17 @@ func (s *session) armExpiry(exp time.Time) {
 	s.expiry.Reset(max(d, 0))
 }
 
-// handle serves one command.
+// handle serves one command. A panic while serving it is a bug in chatd,
+// not the client's fault: it is logged with its stack and the connection
+// (whose state may now be inconsistent) is closed with 1011, while the
+// node and every other connection carry on.
 func (s *session) handle(ctx context.Context, data []byte) {
+	defer func() {
+		if v := recover(); v != nil {
+			s.log.Error().Interface("panic", v).Bytes("stack", debug.Stack()).Msg("command handler panicked, closing with 1011")
+			s.startClose(ws.StatusInternalError, "internal error")
+		}
+	}()
 	now := time.Now()
 	// Parsed before the command limit is applied, so that a denial carries
 	// the command's ref like every other reply (PROTOCOL.md §3); a command
@@ -311,7 +321,7 @@ func (s *session) handle(ctx context.Context, data []byte) {
 	case protocol.TypeTyping:
 		s.typing(ctx, cmd)
 	case protocol.TypeRefresh:
-		s.refresh(cmd)
+		s.refresh(ctx, cmd)
 	case protocol.TypePing:
 		s.reply(protocol.AppendPong(nil, cmd.Ref))
 	}
@@ -334,15 +344,15 @@ func (s *session) fail(ref string, code, msg string) {
 }
 
 // brokerError answers a failed broker call.
-func (s *session) brokerError(ref, op string, err error) {
+func (s *session) brokerError(ref, op, room string, err error) {
 	switch {
 	case errors.Is(err, hub.ErrNotJoined):
 		s.fail(ref, protocol.CodeNotJoined, "not in this room")
 	case errors.Is(err, hub.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
-		s.log.Warn().Err(err).Str("op", op).Msg("broker unavailable")
+		s.log.Warn().Err(err).Str("op", op).Str("room", room).Msg("broker unavailable")
 		s.fail(ref, protocol.CodeUnavailable, "the message service is temporarily unavailable; retry")
 	default:
-		s.log.Error().Err(err).Str("op", op).Msg("broker call failed")
+		s.log.Error().Err(err).Str("op", op).Str("room", room).Msg("broker call failed")
 		s.fail(ref, protocol.CodeInternal, "internal error")
 	}
 }
@@ -368,7 +378,7 @@ func (s *session) join(ctx context.Context, cmd protocol.Command) {
 	done()
 	if err != nil {
 		delete(s.rooms, cmd.Room)
-		s.brokerError(cmd.Ref, "join", err)
+		s.brokerError(cmd.Ref, "join", cmd.Room, err)
 		return
 	}
 	s.rooms[cmd.Room] = struct{}{}
@@ -384,7 +394,7 @@ func (s *session) leave(ctx context.Context, cmd protocol.Command) {
 	defer cancel()
 	delete(s.rooms, cmd.Room)
 	if err := s.srv.hub.Leave(ctx, s, cmd.Room); err != nil && !errors.Is(err, hub.ErrNotJoined) {
-		s.brokerError(cmd.Ref, "leave", err)
+		s.brokerError(cmd.Ref, "leave", cmd.Room, err)
 		return
 	}
 	s.reply(protocol.AppendLeft(nil, cmd.Ref, cmd.Room))
@@ -404,7 +414,7 @@ func (s *session) send(ctx context.Context, cmd protocol.Command, now time.Time)
 	defer cancel()
 	d, err := s.srv.userLimiter.Allow(ctx, s.member.User)
 	if err != nil {
-		s.brokerError(cmd.Ref, "ratelimit", err)
+		s.brokerError(cmd.Ref, "ratelimit", cmd.Room, err)
 		return
 	}
 	if !d.Allowed {
@@ -416,7 +426,7 @@ func (s *session) send(ctx context.Context, cmd protocol.Command, now time.Time)
 	m, _, err := s.srv.hub.Publish(ctx, s, protocol.Message{Room: cmd.Room, From: s.member.User, Name: s.member.Name, Text: cmd.Text, CID: cmd.CID})
 	done()
 	if err != nil {
-		s.brokerError(cmd.Ref, "publish", err)
+		s.brokerError(cmd.Ref, "publish", cmd.Room, err)
 		return
 	}
 	s.srv.metrics.messagesIn.Inc()
@@ -434,7 +444,7 @@ func (s *session) history(ctx context.Context, cmd protocol.Command) {
 	msgs, more, err := s.srv.broker.History(ctx, cmd.Room, cmd.Before, cmd.Limit)
 	done()
 	if err != nil {
-		s.brokerError(cmd.Ref, "history", err)
+		s.brokerError(cmd.Ref, "history", cmd.Room, err)
 		return
 	}
 	s.reply(protocol.AppendHistory(nil, cmd.Ref, cmd.Room, msgs, more))
@@ -451,7 +461,7 @@ func (s *session) typing(ctx context.Context, cmd protocol.Command) {
 	_ = s.srv.hub.Typing(ctx, s, cmd.Room, s.member)
 }
 
-func (s *session) refresh(cmd protocol.Command) {
+func (s *session) refresh(ctx context.Context, cmd protocol.Command) {
 	claims, err := s.srv.verifier.Verify(cmd.Token)
 	if err != nil {
 		reason := auth.Reason(err)
@@ -467,5 +477,23 @@ func (s *session) refresh(cmd protocol.Command) {
 	}
 	s.claims = claims
 	s.armExpiry(claims.Expiry)
+	// The new token's rooms claim applies at once: rooms it no longer
+	// allows are left, each announced with a left event without ref,
+	// before the reply, so the client's state is settled when it sees
+	// refreshed.
+	for room := range s.rooms {
+		if claims.MayJoin(room) {
+			continue
+		}
+		delete(s.rooms, room)
+		ctx, cancel := context.WithTimeout(ctx, brokerTimeout)
+		err := s.srv.hub.Leave(ctx, s, room)
+		cancel()
+		if err != nil && !errors.Is(err, hub.ErrNotJoined) {
+			s.log.Warn().Err(err).Str("room", room).Msg("leaving a room the refreshed token does not allow")
+		}
+		s.log.Info().Str("room", room).Msg("refreshed token does not allow the room: left")
+		s.reply(protocol.AppendLeft(nil, "", room))
+	}
 	s.reply(protocol.AppendRefreshed(nil, cmd.Ref, claims.Expiry.Unix()))
 }

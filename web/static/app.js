@@ -458,6 +458,7 @@ function setUnsentState(r, cid, state, why = "") {
   label.replaceChildren();
   if (state === "sending") label.textContent = "sending…";
   else if (state === "queued") label.textContent = "waiting for the connection…";
+  else if (state === "held") label.textContent = "sending soon…";
   else if (state === "failed") {
     label.textContent = `not sent${why ? ` (${why})` : ""} `;
     const retry = document.createElement("button");
@@ -586,9 +587,12 @@ function onTyping({ room, user, name }) {
 }
 
 function onError(e) {
-  if (e.kind === "send" && e.cid && !e.retrying) {
+  if (e.kind === "send" && e.cid) {
     const r = rooms.get(e.room);
-    if (r) setUnsentState(r, e.cid, "failed", e.code.replace(/_/g, " "));
+    if (r) {
+      if (e.retrying) setUnsentState(r, e.cid, "held");
+      else setUnsentState(r, e.cid, "failed", e.code.replace(/_/g, " "));
+    }
   }
   if (e.kind === "join" && !e.retrying && rooms.has(e.room)) {
     const r = rooms.get(e.room);
@@ -618,7 +622,8 @@ function onDisconnected() {
     r.joined = false;
     r.loading = false;
     for (const cid of r.unsent.keys()) {
-      if (r.unsent.get(cid).li.dataset.state === "sending") setUnsentState(r, cid, "queued");
+      const state = r.unsent.get(cid).li.dataset.state;
+      if (state === "sending" || state === "held") setUnsentState(r, cid, "queued");
     }
   }
   renderLoadOlder();
@@ -686,6 +691,11 @@ function startSession(s) {
   on("error", onError);
   on("notice", (n) => showAlert(n.message, { sticky: n.code === "policy" }));
   on("disconnected", onDisconnected);
+  on("draining", () => {
+    // A close 1001 follows; the client reconnects when the server said.
+    setStatus("reconnecting", "Server restarting…");
+    announce("The server is restarting; you will be reconnected.");
+  });
   on("credentials", (c) => {
     if (session.mode === "token") {
       session = { ...session, ...c };
@@ -710,7 +720,8 @@ function startSession(s) {
   }
   setActive(rooms.has(saved.active) ? saved.active : (saved.rooms[0] ?? null), { focusComposer: false });
   client.start();
-  (active ? el.composerInput : el.roomInput).focus();
+  if (active) el.composerInput.focus();
+  else openSidebar(); // on a phone the room box is in the drawer; openSidebar focuses it
 }
 
 function signOut(message = "") {

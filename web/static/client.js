@@ -13,6 +13,9 @@
 //     message id seen there, so nothing is missed while it is retained;
 //   - a send carries a cid and is retried with the same cid after a
 //     reconnect until its `sent` arrives, so it is posted exactly once;
+//   - sends keep their order: after a rate_limited they go out one at a
+//     time, at the time the server gave, rather than as a burst that the
+//     server would refuse again (and count against the connection);
 //   - the token is refreshed on the open connection before it expires,
 //     when a renewer is given (dev mode).
 
@@ -89,11 +92,15 @@ export class ChatClient extends EventTarget {
     this.refs = new Map(); // ref -> {kind, room, cid}, for this connection's commands
     /** @type {Map<string, {lastId: string|null, joined: boolean}>} rooms the user is in, in order */
     this.rooms = new Map();
-    /** @type {Map<string, {room: string, text: string, cid: string, ref: string, tries: number, timer: any}>} */
+    /** @type {Map<string, {room: string, text: string, cid: string, ref: string, tries: number, inflight: boolean, failed: boolean}>} */
     this.pending = new Map(); // sends without a `sent` yet, by cid, in order
+    this.throttled = false; // after rate_limited: one send at a time until the queue is empty
+    this.throttleGap = 0; // while throttled: the pause between sends, from retry_ms
+    this.holdUntil = 0; // no send before this time (ms)
     this.lastTyping = new Map(); // room -> ms
-    this.timers = { retry: null, refresh: null, keepalive: null, pong: null };
+    this.timers = { retry: null, refresh: null, keepalive: null, pong: null, pump: null };
     this.drainingMs = null;
+    this.renewFirst = false; // renew the token before the next attempt
     this.connectedAt = 0;
     this.lastReceived = 0;
     this.onOnline = () => {
@@ -127,7 +134,6 @@ export class ChatClient extends EventTarget {
   stop() {
     this.state = "stopped";
     this.clearTimers();
-    for (const p of this.pending.values()) clearTimeout(p.timer);
     window.removeEventListener("online", this.onOnline);
     if (this.ws) {
       const ws = this.ws;
@@ -172,10 +178,11 @@ export class ChatClient extends EventTarget {
     this.timers.retry = null;
     if (this.ws) return; // already connecting or connected
     this.setState("connecting");
-    if (this.tokenExpired(5_000)) {
+    if (this.tokenExpired(5_000) || this.renewFirst) {
       // The server would refuse the upgrade with 401, which a browser
       // cannot see: renew first, or ask the user.
       if (!(await this.renewCredentials())) return;
+      this.renewFirst = false;
       if (this.state !== "connecting") return;
     }
     let ws;
@@ -238,10 +245,8 @@ export class ChatClient extends EventTarget {
     if (lived >= STABLE_MS) this.attempt = 0;
     for (const room of this.rooms.values()) room.joined = false;
     this.refs.clear(); // replies to this connection's commands will not come
-    for (const p of this.pending.values()) {
-      clearTimeout(p.timer);
-      p.timer = null;
-    }
+    clearTimeout(this.timers.pump);
+    for (const p of this.pending.values()) p.inflight = false; // sent again, with its cid, on reconnecting
     this.emit("disconnected", { code, reason });
     if (this.state === "stopped") return;
 
@@ -274,6 +279,13 @@ export class ChatClient extends EventTarget {
           // Refused at the upgrade (a browser sees 1006, not the 401).
           this.tokenGone();
           return;
+        }
+        if (!welcomed && this.renew) {
+          // A refused upgrade looks like any other failed connection.
+          // The token may be the cause even before it expires (a dev
+          // server that restarted signs with a new secret), so a token
+          // that can be renewed is renewed before the next attempt.
+          this.renewFirst = true;
         }
         this.reason = welcomed ? `connection lost (${code})` : "server unreachable";
         this.scheduleReconnect(backoffDelay(this.attempt++));
@@ -322,10 +334,7 @@ export class ChatClient extends EventTarget {
   leave(room) {
     if (!this.rooms.delete(room)) return;
     for (const [cid, p] of this.pending) {
-      if (p.room === room) {
-        clearTimeout(p.timer);
-        this.pending.delete(cid);
-      }
+      if (p.room === room) this.pending.delete(cid);
     }
     this.command({ type: "leave", room }, { kind: "leave", room });
   }
@@ -333,25 +342,53 @@ export class ChatClient extends EventTarget {
   /** send posts text to room and returns its cid; it is retried until `sent`. */
   send(room, text) {
     const cid = newCid();
-    const p = { room, text, cid, ref: `s${++this.refSeq}`, tries: 0, timer: null };
-    this.pending.set(cid, p);
-    this.transmit(p);
+    this.pending.set(cid, { room, text, cid, ref: `s${++this.refSeq}`, tries: 0, inflight: false, failed: false });
+    this.pump();
     return cid;
   }
 
   /** retry sends a failed message again, with its cid. */
   retry(cid) {
     const p = this.pending.get(cid);
-    if (p) this.transmit(p);
+    if (!p) return;
+    p.failed = false;
+    p.tries = 0;
+    this.pump();
   }
 
-  transmit(p) {
-    clearTimeout(p.timer);
-    p.timer = null;
-    p.failed = false;
-    if (!this.connected || !this.rooms.has(p.room)) return; // sent on (re)connecting
-    p.tries++;
-    this.command({ type: "send", room: p.room, text: p.text, cid: p.cid, ref: p.ref }, { kind: "send", room: p.room, cid: p.cid });
+  /**
+   * pump transmits the pending sends, oldest first: all at once normally;
+   * one at a time, each after the previous one was posted, once the server
+   * said rate_limited, and never before holdUntil. Unsent messages wait
+   * here across reconnections.
+   */
+  pump() {
+    clearTimeout(this.timers.pump);
+    this.timers.pump = null;
+    if (!this.connected) return; // pumped again on (re)connecting
+    const wait = this.holdUntil - Date.now();
+    if (wait > 0) {
+      this.timers.pump = setTimeout(() => this.pump(), wait);
+      return;
+    }
+    let inflight = false;
+    for (const p of this.pending.values()) {
+      if (p.failed || !this.rooms.has(p.room)) continue;
+      if (this.throttled && (inflight || p.inflight)) return;
+      if (!p.inflight) {
+        p.inflight = true;
+        this.command({ type: "send", room: p.room, text: p.text, cid: p.cid, ref: p.ref }, { kind: "send", room: p.room, cid: p.cid });
+      }
+      inflight = true;
+    }
+  }
+
+  /** posted forgets a send the server has stored. */
+  posted(cid) {
+    if (!this.pending.delete(cid)) return;
+    if (![...this.pending.values()].some((p) => !p.failed)) this.throttled = false;
+    else if (this.throttled) this.holdUntil = Math.max(this.holdUntil, Date.now() + this.throttleGap);
+    this.pump();
   }
 
   /** history asks for the page of messages before the oldest one shown. */
@@ -409,11 +446,7 @@ export class ChatClient extends EventTarget {
         break;
       case "sent": {
         const cid = meta?.cid;
-        const p = cid && this.pending.get(cid);
-        if (p) {
-          clearTimeout(p.timer);
-          this.pending.delete(cid);
-        }
+        if (cid) this.posted(cid);
         this.emit("sent", { ...msg, cid });
         break;
       }
@@ -448,8 +481,7 @@ export class ChatClient extends EventTarget {
     r.lastId = maxId(r.lastId, m.id);
     if (m.cid && m.from === this.user && this.pending.has(m.cid)) {
       // Posted: the `sent` may have been lost with a connection.
-      clearTimeout(this.pending.get(m.cid).timer);
-      this.pending.delete(m.cid);
+      this.posted(m.cid);
     }
   }
 
@@ -465,7 +497,7 @@ export class ChatClient extends EventTarget {
     // Commands on one connection are served in order: the joins are done
     // before the retried sends reach the server.
     for (const room of this.rooms.keys()) this.sendJoin(room);
-    for (const p of this.pending.values()) if (!p.failed) this.transmit(p);
+    this.pump();
     this.startKeepalive((Number(msg.heartbeat) || 25) * 1000);
     this.scheduleRefresh();
   }
@@ -491,15 +523,21 @@ export class ChatClient extends EventTarget {
     }, heartbeatMs);
   }
 
-  /** scheduleRefresh renews the token on the open connection a minute before it expires. */
+  /**
+   * scheduleRefresh renews the token on the open connection before it
+   * expires: a minute before, or with a third of its life left when it
+   * lives less than three minutes, and never sooner than a second from now
+   * (a token that lives a few seconds must not make a tight loop).
+   */
   scheduleRefresh() {
     clearTimeout(this.timers.refresh);
     const exp = this.credentials?.exp;
     if (typeof exp !== "number") return;
-    const delay = Math.max(0, exp * 1000 - REFRESH_LEAD_MS - Date.now());
+    const left = exp * 1000 - Date.now();
+    const delay = Math.max(1000, left - Math.min(REFRESH_LEAD_MS, left / 3));
     this.timers.refresh = setTimeout(async () => {
       if (!this.renew) {
-        this.emit("notice", { code: "token_expiring", message: "Your token expires in a minute; you will be asked for a new one." });
+        this.emit("notice", { code: "token_expiring", message: "Your token expires soon; you will be asked for a new one." });
         return;
       }
       try {
@@ -519,15 +557,28 @@ export class ChatClient extends EventTarget {
 
   onError(msg, meta) {
     const detail = { code: msg.code, message: msg.message, retryMs: msg.retry_ms, kind: meta?.kind, room: meta?.room, cid: meta?.cid };
+    if (msg.ref) this.refs.delete(msg.ref);
     if (meta?.kind === "send") {
       const p = this.pending.get(meta.cid);
-      if (p && (msg.code === "rate_limited" || msg.code === "unavailable") && p.tries < 5) {
-        // Try again, with the same cid, when the server said.
-        const wait = msg.code === "rate_limited" ? Math.max(100, Number(msg.retry_ms) || 1000) : 1000 + backoffDelay(p.tries);
-        detail.retrying = wait;
-        p.timer = setTimeout(() => this.transmit(p), wait);
-      } else if (p) {
-        p.failed = true;
+      if (p) {
+        p.inflight = false;
+        let wait = 0;
+        if (msg.code === "rate_limited") {
+          // Not a failure: the server said when. Everything after this
+          // message waits too, so the order holds.
+          wait = Math.max(100, Number(msg.retry_ms) || 1000);
+          this.throttled = true;
+          this.throttleGap = Math.min(wait, 10_000);
+        } else if (msg.code === "unavailable" && ++p.tries < 5) {
+          wait = 1000 + backoffDelay(p.tries);
+        } else {
+          p.failed = true; // shown with a Retry button
+        }
+        if (wait) {
+          detail.retrying = wait;
+          this.holdUntil = Math.max(this.holdUntil, Date.now() + wait);
+        }
+        this.pump();
       }
     } else if (meta?.kind === "join") {
       if (msg.code === "unavailable") {
@@ -538,7 +589,6 @@ export class ChatClient extends EventTarget {
         this.rooms.delete(meta.room);
       }
     }
-    if (msg.ref) this.refs.delete(msg.ref);
     this.emit("error", detail);
   }
 }

@@ -325,6 +325,11 @@ func (c *client) startReading() {
 				c.err = errors.New("server sent a message that is not a JSON object: " + string(data))
 				return
 			}
+			// Every event of every test is held to PROTOCOL.md §4.
+			if err := checkEvent(m); err != nil {
+				c.err = fmt.Errorf("server sent an event that breaks PROTOCOL.md: %w", err)
+				return
+			}
 			c.msgs <- m
 		}
 	}()

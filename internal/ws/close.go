@@ -6,8 +6,10 @@ import (
 )
 
 // Close starts the closing handshake (RFC 6455 §7.1.2): it sends a close
-// frame with code and reason, waits up to CloseTimeout for the peer's
-// close frame, and closes the connection. A goroutine blocked in
+// frame with code and reason, waits for the peer's close frame, and closes
+// the connection, all within CloseTimeout. It returns an error only when
+// the close frame could not be sent; how the handshake ended (answered,
+// timed out) is what ReadMessage reports, as a *CloseError. A goroutine blocked in
 // ReadMessage sees the peer's answer and returns a *CloseError; when no
 // goroutine is reading, Close reads (and discards) until the answer comes.
 //
@@ -19,6 +21,12 @@ func (c *Conn) Close(code StatusCode, reason string) error {
 		c.closeTransport(nil)
 		return errors.New("ws: close code " + code.String() + " may not be sent")
 	}
+	// The whole handshake, the write of our close frame included (it may
+	// wait behind a write blocked on a peer that stopped reading), is
+	// bounded by CloseTimeout: then the transport is closed, which ends
+	// the blocked write and the wait alike.
+	expire := time.AfterFunc(c.opts.CloseTimeout, func() { c.closeTransport(ErrCloseTimeout) })
+	defer expire.Stop()
 	if _, err := c.writeClose(code, reason, true); err != nil {
 		c.closeTransport(nil)
 		return err
@@ -34,11 +42,11 @@ func (c *Conn) Close(code StatusCode, reason string) error {
 // frame itself because no goroutine is (or is any longer) in ReadMessage.
 const closePoll = 10 * time.Millisecond
 
-// awaitClose waits, for at most CloseTimeout, until the peer's close frame
-// was read and the reader that read it closed the transport.
+// awaitClose waits until the transport is closed: by the reader, once it
+// read the peer's close frame and let the peer close first (§7.1.1), or by
+// Close's timer. When no goroutine is reading, it reads (and discards)
+// until the peer's close frame arrives.
 func (c *Conn) awaitClose() {
-	timeout := time.NewTimer(c.opts.CloseTimeout)
-	defer timeout.Stop()
 	var poll *time.Ticker
 	defer func() {
 		if poll != nil {
@@ -47,9 +55,7 @@ func (c *Conn) awaitClose() {
 	}()
 	for {
 		if c.readMu.TryLock() {
-			// Nobody is reading: read until the peer's close frame arrives.
 			if c.readErr == nil {
-				_ = c.nc.SetReadDeadline(time.Now().Add(c.opts.CloseTimeout))
 				var err error
 				for err == nil {
 					_, _, err = c.readMessage(nil)
@@ -64,15 +70,7 @@ func (c *Conn) awaitClose() {
 			poll = time.NewTicker(closePoll)
 		}
 		select {
-		case <-c.closeRecv:
-			// The reader saw the close (or the end); it closes the
-			// transport after its half-close and drain.
-			select {
-			case <-c.closed:
-			case <-timeout.C:
-			}
-			return
-		case <-timeout.C:
+		case <-c.closed:
 			return
 		case <-poll.C:
 			// The reader may have returned without calling again.

@@ -149,7 +149,7 @@ func newConn(nc net.Conn, server bool, buffered []byte, opts Options, subprotoco
 		c.r.end = copy(c.r.buf, buffered)
 	}
 	if opts.PingInterval > 0 {
-		c.keepalive = startKeepalive(c, opts.PingInterval, opts.PongTimeout)
+		startKeepalive(c, opts.PingInterval, opts.PongTimeout)
 	}
 	return c
 }
@@ -234,11 +234,16 @@ type keepalive struct {
 	stopped  bool
 }
 
-func startKeepalive(c *Conn, interval, timeout time.Duration) *keepalive {
+// startKeepalive sets c.keepalive and starts its timer. Everything the
+// timer's goroutine reads (c.keepalive, k.timer) is written before it can
+// run, or under k.mu.
+func startKeepalive(c *Conn, interval, timeout time.Duration) {
 	k := &keepalive{c: c, interval: interval, timeout: timeout}
 	k.lastRead.Store(time.Now().UnixNano())
+	c.keepalive = k
+	k.mu.Lock()
 	k.timer = time.AfterFunc(interval, k.tick)
-	return k
+	k.mu.Unlock()
 }
 
 // sawFrame records that the peer is alive (any bytes read count).

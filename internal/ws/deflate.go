@@ -167,8 +167,14 @@ func parseWindowBits(s string) (int, bool) {
 	if len(s) == 0 || len(s) > 2 || s[0] == '0' {
 		return 0, false
 	}
-	n, err := strconv.Atoi(s)
-	if err != nil || n < 8 || n > 15 {
+	n := 0
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, false // not even a sign: 1*DIGIT
+		}
+		n = n*10 + int(s[i]-'0')
+	}
+	if n < 8 || n > 15 {
 		return 0, false
 	}
 	return n, true
@@ -318,17 +324,30 @@ func (emptyByteReader) Read([]byte) (int, error) { return 0, io.EOF }
 func (emptyByteReader) ReadByte() (byte, error)  { return 0, io.EOF }
 
 // compressMessage appends the permessage-deflate payload of p (a complete
-// message, compressed without context) to dst. windowBits below 15 limits
-// how far back the compressed data may refer: when the message is longer
-// than the window, Huffman-only coding is used, which refers back not at
-// all, so the peer's smaller window always suffices.
+// message, compressed without context) to dst.
+//
+// windowBits below 15 limits how far back the compressed data may refer
+// (RFC 7692 §7.1.2.1), but compress/flate always uses a 32 KiB window. A
+// message longer than the peer's window is therefore compressed in pieces
+// of at most the window's size, each by a reset compressor that cannot
+// refer back beyond the start of its piece; the pieces' sync-flushed
+// blocks simply follow each other in one DEFLATE stream.
 func compressMessage(dst *bytes.Buffer, p []byte, level, windowBits int) {
-	if windowBits > 0 && windowBits < 15 && len(p) > 1<<windowBits {
-		level = flate.HuffmanOnly
+	piece := len(p)
+	if windowBits > 0 && windowBits < 15 {
+		piece = 1 << windowBits
 	}
 	fw := getFlateWriter(level, dst)
-	_, _ = fw.Write(p) // writes to a bytes.Buffer do not fail
-	_ = fw.Flush()
+	for {
+		n := min(piece, len(p))
+		_, _ = fw.Write(p[:n]) // writes to a bytes.Buffer do not fail
+		_ = fw.Flush()
+		p = p[n:]
+		if len(p) == 0 {
+			break
+		}
+		fw.Reset(dst)
+	}
 	putFlateWriter(level, fw)
 	// §7.2.1: remove the 0x00 0x00 0xff 0xff that ends the sync flush.
 	dst.Truncate(dst.Len() - 4)

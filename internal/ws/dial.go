@@ -72,6 +72,9 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Conn, error) 
 	default:
 		return nil, fmt.Errorf("ws: dial: URL scheme must be ws or wss, not %q", u.Scheme)
 	}
+	if u.Hostname() == "" {
+		return nil, fmt.Errorf("ws: dial: URL %q has no host", rawURL)
+	}
 	addr := u.Host
 	if u.Port() == "" {
 		port := "80"
@@ -93,8 +96,12 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Conn, error) 
 	c, err := handshake(ctx, nc, u, secure, opts)
 	if !stop() || err != nil {
 		_ = nc.Close()
-		if err == nil || ctx.Err() != nil {
-			err = errors.Join(ctx.Err(), err)
+		// The connection's deadline (ctx's) may fire just before ctx
+		// itself: report a timeout of either as ctx's error too.
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			err = errors.Join(ctxErr, err)
+		} else if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
+			err = errors.Join(context.DeadlineExceeded, err)
 		}
 		return nil, err
 	}
@@ -126,25 +133,11 @@ func handshake(ctx context.Context, nc net.Conn, u *url.URL, secure bool, opts *
 	_, _ = rand.Read(keyBytes[:])
 	key := base64.StdEncoding.EncodeToString(keyBytes[:])
 
-	var req bytes.Buffer
-	fmt.Fprintf(&req, "GET %s HTTP/1.1\r\nHost: %s\r\n", u.RequestURI(), u.Host)
-	req.WriteString("Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: " + key + "\r\n")
-	if len(opts.Subprotocols) > 0 {
-		req.WriteString("Sec-WebSocket-Protocol: " + strings.Join(opts.Subprotocols, ", ") + "\r\n")
+	req, err := buildHandshake(u, key, opts)
+	if err != nil {
+		return nil, err
 	}
-	if opts.Compression {
-		req.WriteString("Sec-WebSocket-Extensions: " + clientDeflateOffer + "\r\n")
-	}
-	for k, vs := range opts.Header {
-		for _, v := range vs {
-			if strings.ContainsAny(k+v, "\r\n") {
-				return nil, fmt.Errorf("ws: dial: header %q contains a line break", k)
-			}
-			req.WriteString(k + ": " + v + "\r\n")
-		}
-	}
-	req.WriteString("\r\n")
-	if _, err := nc.Write(req.Bytes()); err != nil {
+	if _, err := nc.Write(req); err != nil {
 		return nil, fmt.Errorf("ws: dial: send handshake: %w", err)
 	}
 
@@ -167,9 +160,14 @@ func handshake(ctx context.Context, nc net.Conn, u *url.URL, secure bool, opts *
 	if resp.Header.Get("Sec-WebSocket-Accept") != AcceptKey(key) {
 		return fail("wrong Sec-WebSocket-Accept")
 	}
-	subprotocol := resp.Header.Get("Sec-WebSocket-Protocol")
-	if subprotocol != "" && !contains(opts.Subprotocols, subprotocol) {
-		return fail("server chose a subprotocol that was not offered: " + subprotocol)
+	// §4.1: the server's subprotocol must be one of those offered; a list
+	// or a repeated header is not an answer.
+	var subprotocol string
+	if sp := resp.Header.Values("Sec-WebSocket-Protocol"); len(sp) > 0 {
+		subprotocol = strings.TrimSpace(sp[0])
+		if len(sp) > 1 || !contains(opts.Subprotocols, subprotocol) {
+			return fail(fmt.Sprintf("server chose a subprotocol that was not offered: %q", strings.Join(sp, ", ")))
+		}
 	}
 	var dp *deflateParams
 	if exts := resp.Header.Values("Sec-WebSocket-Extensions"); len(exts) > 0 {
@@ -190,6 +188,63 @@ func handshake(ctx context.Context, nc net.Conn, u *url.URL, secure bool, opts *
 	}
 	_ = nc.SetDeadline(time.Time{})
 	return newConn(nc, false, buffered, opts.withDefaults(), subprotocol, dp), nil
+}
+
+// reservedDialHeaders are the handshake headers Dial writes itself; the
+// caller sets them through DialOptions, not Header.
+var reservedDialHeaders = map[string]string{
+	"Upgrade":                  "",
+	"Connection":               "",
+	"Sec-Websocket-Key":        "",
+	"Sec-Websocket-Version":    "",
+	"Sec-Websocket-Accept":     "",
+	"Sec-Websocket-Extensions": " (use Compression)",
+	"Sec-Websocket-Protocol":   " (use Subprotocols)",
+}
+
+// buildHandshake builds the opening handshake of RFC 6455 §4.1. A Host
+// in opts.Header replaces the URL's host, as http.Request.Host does.
+func buildHandshake(u *url.URL, key string, opts *DialOptions) ([]byte, error) {
+	host := u.Host
+	if h := opts.Header.Get("Host"); h != "" {
+		host = h
+	}
+	for _, p := range opts.Subprotocols {
+		if !isToken(p) {
+			return nil, fmt.Errorf("ws: dial: subprotocol %q is not a token", p)
+		}
+	}
+	req := make([]byte, 0, 256)
+	req = fmt.Appendf(req, "GET %s HTTP/1.1\r\nHost: %s\r\n", u.RequestURI(), host)
+	req = append(req, "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: "+key+"\r\n"...)
+	if len(opts.Subprotocols) > 0 {
+		req = append(req, "Sec-WebSocket-Protocol: "+strings.Join(opts.Subprotocols, ", ")+"\r\n"...)
+	}
+	if opts.Compression {
+		req = append(req, "Sec-WebSocket-Extensions: "+clientDeflateOffer+"\r\n"...)
+	}
+	for k, vs := range opts.Header {
+		ck := http.CanonicalHeaderKey(k)
+		if ck == "Host" {
+			continue
+		}
+		if why, ok := reservedDialHeaders[ck]; ok {
+			return nil, fmt.Errorf("ws: dial: header %s is set by Dial%s", ck, why)
+		}
+		if !isToken(k) {
+			return nil, fmt.Errorf("ws: dial: header name %q is not a token", k)
+		}
+		for _, v := range vs {
+			if strings.ContainsAny(v, "\r\n\x00") {
+				return nil, fmt.Errorf("ws: dial: header %s contains a line break", k)
+			}
+			req = append(req, k+": "+v+"\r\n"...)
+		}
+	}
+	if strings.ContainsAny(host, "\r\n\x00 ") {
+		return nil, fmt.Errorf("ws: dial: bad host %q", host)
+	}
+	return append(req, "\r\n"...), nil
 }
 
 func contains(list []string, s string) bool {

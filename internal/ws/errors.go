@@ -139,6 +139,9 @@ var (
 	// ErrPongTimeout is the cause (CloseError.Err) when the peer did not
 	// answer a keepalive ping in time.
 	ErrPongTimeout = errors.New("ws: peer did not answer ping in time")
+	// ErrCloseTimeout is the cause when the closing handshake did not
+	// complete within CloseTimeout.
+	ErrCloseTimeout = errors.New("ws: closing handshake timed out")
 	// ErrReadLimit is the cause when a message exceeds the read limit.
 	ErrReadLimit = errors.New("ws: message exceeds read limit")
 )

@@ -89,10 +89,11 @@ func (c *Conn) WritePrepared(pms ...*PreparedMessage) error {
 	if !c.server {
 		for _, pm := range pms {
 			frame, compressed := pm.frameFor(c)
-			payload := frame[len(frame)-len(pm.data):]
+			payloadLen := len(pm.data)
 			if compressed {
-				payload = frame[len(frame)-pm.deflatedLen:]
+				payloadLen = pm.deflatedLen
 			}
+			payload := frame[len(frame)-payloadLen:]
 			if err := c.writeFrameLocked(true, compressed, opcode(pm.typ), payload); err != nil {
 				return err
 			}

@@ -241,7 +241,7 @@ func TestFormatting(t *testing.T) {
 // TestProgressLine checks the progress line's content.
 func TestProgressLine(t *testing.T) {
 	t.Parallel()
-	l := newLive("delivery")
+	l := newLive("fanout")
 	l.setPhase("publishing")
 	l.conns.Add(12)
 	l.published.add(0, 100)
@@ -254,10 +254,14 @@ func TestProgressLine(t *testing.T) {
 			t.Errorf("progress line %q has no %q", line, want)
 		}
 	}
-	c := newLive("cycle")
-	c.showCycles = true
-	if line := c.line(); !strings.Contains(line, "cycles/s") || strings.Contains(line, "deliveries") {
+	c := newLive("churn")
+	if line := c.line(); !strings.Contains(line, "cycles/s") || !strings.Contains(line, "p99 cycle -") || strings.Contains(line, "deliveries") {
 		t.Errorf("churn progress line %q", line)
+	}
+	i := newLive("idle")
+	i.opened.add(0, 5)
+	if line := i.line(); !strings.Contains(line, "joined/s") || !strings.Contains(line, "p99 connect") || strings.Contains(line, "msgs/s") {
+		t.Errorf("idle progress line %q", line)
 	}
 }
 

@@ -124,7 +124,8 @@ type fconn struct {
 	idx    int
 	c      *ws.Conn
 	tracks map[string]*track
-	pub    *publisher // nil for members
+	pub    *publisher  // nil for members
+	ended  atomic.Bool // the connection is closed: nothing more will come
 }
 
 // ackRing is how many recent send times a publisher keeps, to time the
@@ -251,6 +252,7 @@ func runFanout(ctx context.Context, env *runEnv) error {
 			pub.fc = fc
 		}
 		connected.Add(1)
+		live.opened.add(i, 1)
 		live.conns.Add(1)
 		readers.Add(1)
 		go f.read(fc, &readers)
@@ -424,6 +426,7 @@ func parseSendTime(text []byte) (int64, bool) {
 func (f *fanout) read(fc *fconn, wg *sync.WaitGroup) {
 	defer wg.Done()
 	defer f.env.live.conns.Add(-1)
+	defer fc.ended.Store(true)
 	buf := make([]byte, 0, 512)
 	for {
 		_, data, err := fc.c.ReadMessage(buf[:0])
@@ -538,7 +541,9 @@ func (f *fanout) drain(ctx context.Context, pubs []*publisher) {
 	for ctx.Err() == nil && time.Now().Before(deadline) {
 		var outstanding int64
 		for _, p := range pubs {
-			outstanding += p.attempted.Load() - p.acked.Load() - p.errored.Load()
+			if !p.fc.ended.Load() { // a closed publisher gets no more replies
+				outstanding += p.attempted.Load() - p.acked.Load() - p.errored.Load()
+			}
 		}
 		if outstanding <= 0 {
 			break

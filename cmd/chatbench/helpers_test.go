@@ -47,7 +47,9 @@ func loadConfig() server.Config {
 type testNode struct {
 	URL      string // ws://127.0.0.1:port/ws
 	TokenURL string // http://127.0.0.1:port/api/dev/token
+	srv      *server.Server
 	ln       *recordingListener
+	stop     func() // drains the node and waits for it; idempotent
 }
 
 // startNode runs a node with cfg until the test ends; with no secret in
@@ -71,20 +73,37 @@ func startNode(t *testing.T, cfg server.Config, devMode bool) *testNode {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, ln, "", "") }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Serve: %v", err)
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("Serve: %v", err)
+				}
+			case <-time.After(30 * time.Second):
+				t.Errorf("the server did not stop within 30s")
 			}
-		case <-time.After(30 * time.Second):
-			t.Errorf("the server did not stop within 30s")
-		}
-		broker.Close()
-	})
+			broker.Close()
+		})
+	}
+	t.Cleanup(stop)
 	addr := inner.Addr().String()
-	return &testNode{URL: "ws://" + addr + "/ws", TokenURL: "http://" + addr + "/api/dev/token", ln: ln}
+	return &testNode{URL: "ws://" + addr + "/ws", TokenURL: "http://" + addr + "/api/dev/token", srv: srv, ln: ln, stop: stop}
+}
+
+// waitFor polls cond until it holds, failing the test after a generous
+// timeout.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // recordingListener counts accepted connections by source address, to
@@ -130,7 +149,13 @@ type runOutput struct {
 // generous timeout.
 func runBench(t *testing.T, args ...string) runOutput {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	return runBenchCtx(t, context.Background(), args...)
+}
+
+// runBenchCtx is runBench with a context the test may cancel.
+func runBenchCtx(t *testing.T, ctx context.Context, args ...string) runOutput {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	var stdout, stderr bytes.Buffer
 	code := run(ctx, args, noEnv, &stdout, &stderr)

@@ -74,6 +74,7 @@ func runIdle(ctx context.Context, env *runEnv) error {
 		lat.record(i, int64(time.Since(t0)))
 		conns[i] = c
 		connected.Add(1)
+		live.opened.add(i, 1)
 		live.conns.Add(1)
 		readers.Add(1)
 		go func() {
@@ -125,8 +126,19 @@ func runIdle(ctx context.Context, env *runEnv) error {
 		err = errors.New("no connection could be opened (see the failures)")
 	} else {
 		live.setPhase("holding")
+		// The hold ends early when the server closed every connection
+		// (a node shutting down, a crash): nothing is left to measure.
+		allGone := make(chan struct{})
+		go func() { readers.Wait(); close(allGone) }()
 		holdStart := time.Now()
-		sleepUntil(ctx, holdStart.Add(cfg.duration))
+		timer := time.NewTimer(cfg.duration)
+		select {
+		case <-ctx.Done():
+		case <-timer.C:
+		case <-allGone:
+			env.warn("every connection was closed by the server after %.1f s of the %v hold", time.Since(holdStart).Seconds(), cfg.duration)
+		}
+		timer.Stop()
 		figs.HoldS = round3(time.Since(holdStart).Seconds())
 	}
 	holdPhase.finish(env.procs)

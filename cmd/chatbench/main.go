@@ -106,17 +106,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return 2
 	}
 
-	var latName string
-	switch cfg.scenario {
-	case "idle":
-		latName = "connect"
-	case "fanout":
-		latName = "delivery"
-	case "churn":
-		latName = "cycle"
-	}
-	env.live = newLive(latName)
-	env.live.showCycles = cfg.scenario == "churn"
+	env.live = newLive(cfg.scenario)
 	env.fails = newFailures(&env.live.errors)
 
 	progressCtx, stopProgress := context.WithCancel(context.Background())

@@ -30,7 +30,9 @@ func (c *atomicCounter) load() int64 {
 
 // live is what the progress line shows while a scenario runs.
 type live struct {
+	scenario   string
 	conns      atomic.Int64  // open connections
+	opened     atomicCounter // connections opened and joined (idle, fanout)
 	published  atomicCounter // messages sent (fanout)
 	deliveries atomicCounter // messages received (fanout)
 	cycles     atomicCounter // completed cycles (churn)
@@ -41,12 +43,21 @@ type live struct {
 	start      time.Time
 	mu         sync.Mutex
 	lastAt     time.Time
-	last       [3]int64 // published, deliveries, cycles at lastAt
-	showCycles bool
+	last       [4]int64 // opened, published, deliveries, cycles at lastAt
 }
 
-func newLive(latName string) *live {
-	l := &live{lat: newShardedHist(), latName: latName, start: time.Now()}
+// newLive returns the progress of a scenario; its main latency is that
+// of connecting (idle), delivery (fanout) or a whole cycle (churn).
+func newLive(scenario string) *live {
+	l := &live{scenario: scenario, lat: newShardedHist(), start: time.Now()}
+	switch scenario {
+	case "idle":
+		l.latName = "connect"
+	case "fanout":
+		l.latName = "delivery"
+	case "churn":
+		l.latName = "cycle"
+	}
 	l.setPhase("connecting")
 	return l
 }
@@ -59,7 +70,7 @@ func (l *live) line() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := time.Now()
-	cur := [3]int64{l.published.load(), l.deliveries.load(), l.cycles.load()}
+	cur := [4]int64{l.opened.load(), l.published.load(), l.deliveries.load(), l.cycles.load()}
 	dt := now.Sub(l.lastAt).Seconds()
 	if l.lastAt.IsZero() {
 		dt = now.Sub(l.start).Seconds()
@@ -71,10 +82,13 @@ func (l *live) line() string {
 		return float64(cur[i]-l.last[i]) / dt
 	}
 	s := fmt.Sprintf("[%5.1fs %-10s] conns %6d", now.Sub(l.start).Seconds(), *l.phase.Load(), l.conns.Load())
-	if l.showCycles {
-		s += fmt.Sprintf("  cycles/s %7.0f", rate(2))
-	} else {
-		s += fmt.Sprintf("  msgs/s %6.0f  deliveries/s %8.0f", rate(0), rate(1))
+	switch l.scenario {
+	case "idle":
+		s += fmt.Sprintf("  joined/s %6.0f", rate(0))
+	case "fanout":
+		s += fmt.Sprintf("  joined/s %6.0f  msgs/s %6.0f  deliveries/s %8.0f", rate(0), rate(1), rate(2))
+	case "churn":
+		s += fmt.Sprintf("  cycles/s %7.0f", rate(3))
 	}
 	snap := l.lat.snapshot()
 	s += fmt.Sprintf("  p99 %s %s  errors %d", l.latName, fmtDur(snap.quantile(0.99)), l.errors.load())

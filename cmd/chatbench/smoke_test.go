@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"net"
 	"os"
 	"strconv"
@@ -283,5 +284,97 @@ func TestRefusals(t *testing.T) {
 		if out.stdout != "" {
 			t.Errorf("%s: stdout %q", tc.name, out.stdout)
 		}
+	}
+}
+
+// TestIdleServerShutdown: the node drains (draining, then 1001) while
+// the connections are held; the run counts every connection as dropped
+// or failed, ends without waiting for the hold, and exits 1.
+func TestIdleServerShutdown(t *testing.T) {
+	t.Parallel()
+	node := startNode(t, loadConfig(), false)
+	const conns = 20
+	done := make(chan runOutput, 1)
+	go func() {
+		done <- runBench(t, "idle", "-url", node.URL, "-secret", testSecret, "-conns", strconv.Itoa(conns),
+			"-duration", "10m", "-json", "-q")
+	}()
+	waitFor(t, "the connections", func() bool { return node.srv.Connections() == conns })
+	node.stop()
+	var out runOutput
+	select {
+	case out = <-done:
+	case <-time.After(time.Minute):
+		t.Fatal("the run did not end when the server closed every connection")
+	}
+	if out.code != 1 {
+		t.Fatalf("exit %d, want 1", out.code)
+	}
+	r := out.res
+	if r.Clean || r.Idle.Open != 0 || int(r.Idle.Dropped) != r.Connect.Connected || r.Connect.Connected+r.Connect.Failed != conns {
+		t.Errorf("clean %v connect %+v idle %+v", r.Clean, r.Connect, r.Idle)
+	}
+	if r.Idle.HoldS > 60 {
+		t.Errorf("held for %v s", r.Idle.HoldS)
+	}
+}
+
+// TestInterrupt: a cancelled run (SIGINT) stops at once, closes its
+// connections, prints what it measured and exits 1.
+func TestInterrupt(t *testing.T) {
+	t.Parallel()
+	node := startNode(t, loadConfig(), false)
+	for _, args := range [][]string{
+		{"idle", "-conns", "10", "-duration", "10m"},
+		{"fanout", "-members", "10", "-rate", "20", "-duration", "10m"},
+		{"churn", "-workers", "2", "-duration", "10m"},
+	} {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan runOutput, 1)
+		before := node.sources()["127.0.0.1"]
+		go func() {
+			done <- runBenchCtx(t, ctx, append(args, "-url", node.URL, "-secret", testSecret, "-json", "-q", "-src-ips", "1")...)
+		}()
+		waitFor(t, args[0]+" connections", func() bool { return node.sources()["127.0.0.1"] >= before+2 })
+		cancel()
+		var out runOutput
+		select {
+		case out = <-done:
+		case <-time.After(time.Minute):
+			t.Fatalf("%s: the run did not end when interrupted", args[0])
+		}
+		if out.code != 1 || !out.res.Interrupted || out.res.Clean {
+			t.Errorf("%s: exit %d interrupted %v clean %v", args[0], out.code, out.res.Interrupted, out.res.Clean)
+		}
+		if len(out.res.Failures) != 0 {
+			t.Errorf("%s: an interruption is not the server's failure: %v", args[0], out.res.Failures)
+		}
+	}
+	waitFor(t, "the connections to close", func() bool { return node.srv.Connections() == 0 })
+}
+
+// TestFanoutServerShutdown: the node drains while the publishers send;
+// the run ends (no ten-minute wait), counts the disconnects and exits 1.
+func TestFanoutServerShutdown(t *testing.T) {
+	t.Parallel()
+	node := startNode(t, loadConfig(), false)
+	done := make(chan runOutput, 1)
+	go func() {
+		done <- runBench(t, "fanout", "-url", node.URL, "-secret", testSecret, "-members", "10", "-rate", "50",
+			"-duration", "10m", "-json", "-q")
+	}()
+	waitFor(t, "the connections", func() bool { return node.srv.Connections() == 11 })
+	node.stop()
+	var out runOutput
+	select {
+	case out = <-done:
+	case <-time.After(time.Minute):
+		t.Fatal("the run did not end when the server closed every connection")
+	}
+	// A connection the server accepted may not have joined yet: it is a
+	// connect failure instead of a disconnect.
+	r := out.res
+	if out.code != 1 || r.Clean || int(r.Fanout.Disconnects)+r.Connect.Failed != 11 || r.Failures["close_1001"].Count == 0 {
+		t.Errorf("exit %d clean %v disconnects %d connect %+v failures %v", out.code, r.Clean, r.Fanout.Disconnects, r.Connect, r.Failures)
 	}
 }

@@ -8,9 +8,12 @@ package server
 import (
 	"errors"
 	"fmt"
+	"math"
+	"strings"
 	"time"
 
 	"github.com/chatd/chatd/internal/auth"
+	"github.com/chatd/chatd/internal/clientip"
 	"github.com/chatd/chatd/internal/protocol"
 )
 
@@ -131,41 +134,96 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// Validate checks the configuration after defaults; the error says what is
-// wrong and how to fix it, in one line.
+// ConfigError is one invalid setting: Field names the Config field (for
+// Auth, "Auth.Secret" and so on), so that a caller can say which flag or
+// variable to fix; the message says what is wrong and how to fix it.
+type ConfigError struct {
+	Field string
+	Msg   string
+}
+
+func (e *ConfigError) Error() string { return e.Msg }
+
+// Validate checks the configuration after defaults: every field, and that
+// the token key, the origin list and the proxy list parse, so that New
+// cannot fail on them. Each problem is a *ConfigError (joined with
+// errors.Join), one line, saying what is wrong and how to fix it.
 func (c Config) Validate() error {
 	var errs []error
-	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	bad := func(field, format string, a ...any) {
+		errs = append(errs, &ConfigError{Field: field, Msg: fmt.Sprintf(format, a...)})
+	}
 	if c.Heartbeat < time.Second {
-		bad("heartbeat %v is too short: use at least 1s", c.Heartbeat)
+		bad("Heartbeat", "heartbeat %v is too short: use at least 1s", c.Heartbeat)
+	} else if c.Heartbeat%time.Second != 0 {
+		bad("Heartbeat", "heartbeat %v is not a whole number of seconds (welcome.heartbeat is in seconds): use 25s, 1m...", c.Heartbeat)
 	}
 	if c.PongTimeout < 100*time.Millisecond {
-		bad("pong timeout %v is too short: use at least 100ms", c.PongTimeout)
+		bad("PongTimeout", "pong timeout %v is too short: use at least 100ms", c.PongTimeout)
+	}
+	if c.WriteTimeout < 100*time.Millisecond {
+		bad("WriteTimeout", "write timeout %v is too short: use at least 100ms", c.WriteTimeout)
 	}
 	if c.ReadLimit < 1024 {
-		bad("read limit %d bytes is too small: use at least 1024", c.ReadLimit)
+		bad("ReadLimit", "read limit %d bytes is too small: use at least 1024", c.ReadLimit)
 	}
 	if c.MaxText < 1 || int64(c.MaxText) > c.ReadLimit {
-		bad("max text %d must be between 1 and the read limit (%d)", c.MaxText, c.ReadLimit)
+		bad("MaxText", "max text %d must be between 1 and the read limit (%d)", c.MaxText, c.ReadLimit)
 	}
 	if c.HistoryLimit < 1 || c.HistoryLimit > protocol.MaxHistoryLimit {
-		bad("history limit %d must be between 1 and %d", c.HistoryLimit, protocol.MaxHistoryLimit)
+		bad("HistoryLimit", "history limit %d must be between 1 and %d", c.HistoryLimit, protocol.MaxHistoryLimit)
 	}
 	if c.QueueSize < 8 {
-		bad("queue size %d is too small: use at least 8", c.QueueSize)
+		bad("QueueSize", "queue size %d is too small: use at least 8", c.QueueSize)
 	}
-	for name, r := range map[string]float64{"send rate": c.SendRate, "user rate": c.UserRate, "command rate": c.CommandRate, "upgrade rate": c.UpgradeRate} {
-		if r < 0 {
-			bad("%s %v must be positive", name, r)
+	if c.MaxRooms < 1 {
+		bad("MaxRooms", "max rooms %d must be at least 1", c.MaxRooms)
+	}
+	for _, r := range []struct {
+		field, name string
+		v           float64
+	}{{"SendRate", "send rate", c.SendRate}, {"UserRate", "user rate", c.UserRate}, {"CommandRate", "command rate", c.CommandRate}, {"UpgradeRate", "upgrade rate", c.UpgradeRate}} {
+		if !(r.v > 0) || math.IsInf(r.v, 0) {
+			bad(r.field, "%s %v must be a positive number of events per second", r.name, r.v)
 		}
 	}
-	for name, b := range map[string]int{"send burst": c.SendBurst, "user burst": c.UserBurst, "command burst": c.CommandBurst, "upgrade burst": c.UpgradeBurst} {
-		if b < 1 {
-			bad("%s %d must be at least 1", name, b)
+	for _, b := range []struct {
+		field, name string
+		v           int
+	}{{"SendBurst", "send burst", c.SendBurst}, {"UserBurst", "user burst", c.UserBurst}, {"CommandBurst", "command burst", c.CommandBurst}, {"UpgradeBurst", "upgrade burst", c.UpgradeBurst}} {
+		if b.v < 1 {
+			bad(b.field, "%s %d must be at least 1", b.name, b.v)
 		}
+	}
+	if c.AbuseStrikes < 1 {
+		bad("AbuseStrikes", "abuse strikes %d must be at least 1", c.AbuseStrikes)
+	}
+	if c.AbuseWindow <= 0 {
+		bad("AbuseWindow", "abuse window %v must be positive", c.AbuseWindow)
 	}
 	if c.MaxConns < 0 {
-		bad("max connections %d must be 0 (unlimited) or more", c.MaxConns)
+		bad("MaxConns", "max connections %d must be 0 (unlimited) or more", c.MaxConns)
+	}
+	if c.DrainWindow <= 0 {
+		bad("DrainWindow", "drain window %v must be positive", c.DrainWindow)
+	}
+	if c.DrainTimeout < c.DrainWindow {
+		bad("DrainTimeout", "drain timeout %v is shorter than the drain window %v: make it longer", c.DrainTimeout, c.DrainWindow)
+	}
+	if len(c.Auth.Secret) > 0 || len(c.Auth.PublicKeyPEM) > 0 {
+		if _, err := auth.NewVerifier(c.Auth); err != nil {
+			field, hint := "Auth.Secret", ""
+			if len(c.Auth.PublicKeyPEM) > 0 {
+				field, hint = "Auth.PublicKeyPEM", ` (give a PEM "PUBLIC KEY": RSA of 2048 bits or more, ECDSA P-256 or Ed25519)`
+			}
+			bad(field, "%s%s", strings.TrimPrefix(err.Error(), "auth: "), hint)
+		}
+	}
+	if _, err := auth.NewOriginPolicy(c.AllowedOrigins); err != nil {
+		bad("AllowedOrigins", "%s (use exact origins like https://chat.example.com, wildcards like https://*.example.com, or *)", strings.TrimPrefix(err.Error(), "auth: "))
+	}
+	if _, err := clientip.NewResolver(c.TrustedProxies); err != nil {
+		bad("TrustedProxies", "%v (use IP addresses or CIDRs like 10.0.0.0/8)", err)
 	}
 	return errors.Join(errs...)
 }

@@ -295,6 +295,12 @@ func TestSlowConsumer(t *testing.T) {
 	if n := ts.metric(t, "chatd_slow_consumers_total"); n != 0 {
 		t.Fatalf("typing closed a slow consumer")
 	}
+	// The typist leaves: with a queue of 16, a reader that the scheduler
+	// holds back during a burst would be a slow consumer too, and only
+	// the slow client may be closed below.
+	if m := typist.roundTrip(map[string]any{"type": "leave", "room": "room"}); m.typ() != "left" {
+		t.Fatalf("typist leave: %v", m)
+	}
 
 	// Messages do, once the queue is full.
 	text := strings.Repeat("x", 1000)

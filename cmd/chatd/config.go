@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -93,31 +94,93 @@ func newFlagSet(cfg *config, out io.Writer) *flag.FlagSet {
 	fs.DurationVar(&s.DrainTimeout, "drain-timeout", d.DrainTimeout, "at shutdown, wait at most this long for connections to close")
 
 	fs.Usage = func() {
-		fmt.Fprintf(out, "Usage: chatd [flags]\n       chatd token -sub USER [-name NAME] [-ttl 1h] [-rooms a,b*] [-admin]\n\n")
+		out := fs.Output()
+		fmt.Fprintf(out, "Usage: chatd [flags]\n")
+		fmt.Fprintf(out, "       chatd token -sub USER [-name NAME] [-ttl 1h] [-rooms a,b*] [-admin]   print a token (chatd token -h)\n")
+		fmt.Fprintf(out, "       chatd cert [-host localhost] [-out localhost.pem]                      write a self-signed certificate\n")
+		fmt.Fprintf(out, "       chatd healthcheck [-addr :8080]                                        ask this machine's chatd for /healthz\n\n")
 		fmt.Fprintf(out, "chatd is a WebSocket chat server. Every flag can also be set with the environment\nvariable shown; a flag on the command line wins.\n\n")
 		fs.VisitAll(func(f *flag.Flag) {
-			env := envName(f.Name)
-			if a, ok := envAliases[f.Name]; ok {
-				env = a
-			}
 			def := ""
-			if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "false" {
-				def = fmt.Sprintf(" (default %s)", f.DefValue)
+			if d := flagDefault(f); d != "" {
+				def = " (default " + d + ")"
 			}
-			fmt.Fprintf(out, "  -%s  [%s]\n    \t%s%s\n", f.Name, env, f.Usage, def)
+			fmt.Fprintf(out, "  -%s  [%s]\n    \t%s%s\n", f.Name, flagEnv(f.Name), f.Usage, def)
 		})
 	}
 	return fs
 }
 
+// flagEnv is the environment variable of a flag.
+func flagEnv(name string) string {
+	if a, ok := envAliases[name]; ok {
+		return a
+	}
+	return envName(name)
+}
+
+// flagDefault is a flag's default as -h shows it; "" for an empty string,
+// zero or false.
+func flagDefault(f *flag.Flag) string {
+	switch f.DefValue {
+	case "", "0", "false":
+		return ""
+	}
+	return f.DefValue
+}
+
+// flagKind says what a valid value of a flag looks like, for errors.
+func flagKind(f *flag.Flag) string {
+	g, ok := f.Value.(flag.Getter)
+	if !ok {
+		return "a valid value"
+	}
+	switch g.Get().(type) {
+	case time.Duration:
+		return "a duration like 500ms, 25s or 1m30s"
+	case bool:
+		return "true or false"
+	case int, int64:
+		return "a whole number"
+	case float64:
+		return "a number"
+	}
+	return "a valid value"
+}
+
+// setting names a flag and its environment variable in an error.
+func setting(name string) string { return "-" + name + " (" + flagEnv(name) + ")" }
+
+// serverFlags maps the fields of server.Config to the flags that set them.
+var serverFlags = map[string]string{
+	"NodeID": "node-id", "Heartbeat": "heartbeat", "PongTimeout": "pong-timeout", "WriteTimeout": "write-timeout",
+	"ReadLimit": "read-limit", "MaxText": "max-text", "HistoryLimit": "history-limit", "QueueSize": "queue-size",
+	"MaxRooms": "max-rooms", "SendRate": "send-rate", "SendBurst": "send-burst", "UserRate": "user-rate",
+	"UserBurst": "user-burst", "CommandRate": "command-rate", "CommandBurst": "command-burst",
+	"AbuseStrikes": "abuse-strikes", "AbuseWindow": "abuse-window", "UpgradeRate": "upgrade-rate",
+	"UpgradeBurst": "upgrade-burst", "MaxConns": "max-conns", "DrainWindow": "drain-window",
+	"DrainTimeout": "drain-timeout", "Auth.Secret": "jwt-secret", "Auth.PublicKeyPEM": "jwt-public-key",
+	"Auth.Issuer": "jwt-issuer", "Auth.Audience": "jwt-audience", "AllowedOrigins": "allowed-origins",
+	"TrustedProxies": "trusted-proxies", "Compression": "compression",
+}
+
 // parseConfig reads flags from args and, for flags not given, the
-// environment through getenv. Errors name the flag or variable and what a
-// valid value looks like.
+// environment through getenv. Errors name the flag and its variable and
+// say what a valid value looks like, on one line. -h writes the usage to
+// usageOut and returns flag.ErrHelp.
 func parseConfig(args []string, getenv func(string) string, usageOut io.Writer) (*config, error) {
 	cfg := &config{}
 	fs := newFlagSet(cfg, usageOut)
+	// The flag package would print its own error and the whole usage;
+	// one line is what a misconfigured deployment's log needs.
+	fs.SetOutput(io.Discard)
 	if err := fs.Parse(args); err != nil {
-		return nil, err
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(usageOut)
+			fs.Usage()
+			return nil, err
+		}
+		return nil, flagError(fs, err)
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q (see chatd -h)", fs.Arg(0))
@@ -141,7 +204,7 @@ func parseConfig(args []string, getenv func(string) string, usageOut io.Writer) 
 			continue
 		}
 		if err := fs.Set(name, v); err != nil {
-			errs = append(errs, fmt.Errorf("%s=%q: %v", env, v, cleanFlagError(err)))
+			errs = append(errs, fmt.Errorf("%s=%q is not %s", env, v, flagKind(fs.Lookup(name))))
 		}
 	}
 	if len(errs) > 0 {
@@ -155,12 +218,25 @@ func lookup(getenv func(string) string, name string) (string, bool) {
 	return v, v != ""
 }
 
-func cleanFlagError(err error) string {
+// flagErrorPattern matches the flag package's message for a bad value.
+var flagErrorPattern = regexp.MustCompile(`^invalid (?:boolean )?value "(.*)" for flag -([^:]+): `)
+
+// flagError rewrites an error of fs.Parse into one line that says how to
+// fix it.
+func flagError(fs *flag.FlagSet, err error) error {
 	msg := err.Error()
-	if strings.Contains(msg, "parse error") || strings.Contains(msg, "invalid syntax") {
-		return "not a valid value"
+	if m := flagErrorPattern.FindStringSubmatch(msg); m != nil {
+		if f := fs.Lookup(m[2]); f != nil {
+			return fmt.Errorf("-%s %q is not %s", m[2], m[1], flagKind(f))
+		}
 	}
-	return msg
+	if name, ok := strings.CutPrefix(msg, "flag provided but not defined: -"); ok {
+		return fmt.Errorf("unknown flag -%s (chatd -h lists them)", name)
+	}
+	if name, ok := strings.CutPrefix(msg, "flag needs an argument: -"); ok {
+		return fmt.Errorf("-%s needs a value (chatd -h says what it takes)", name)
+	}
+	return err
 }
 
 // finish derives the server configuration and checks what depends on
@@ -168,44 +244,52 @@ func cleanFlagError(err error) string {
 func (cfg *config) finish() error {
 	s := &cfg.srv
 	if (cfg.tlsCert == "") != (cfg.tlsKey == "") {
-		return errors.New("-tls-cert and -tls-key (CHATD_TLS_CERT, CHATD_TLS_KEY) must be given together")
+		return fmt.Errorf("%s and %s must be given together", setting("tls-cert"), setting("tls-key"))
+	}
+	for _, f := range []struct{ name, path string }{{"tls-cert", cfg.tlsCert}, {"tls-key", cfg.tlsKey}} {
+		if f.path == "" {
+			continue
+		}
+		if _, err := os.Stat(f.path); err != nil {
+			return fmt.Errorf("%s: %v (chatd cert writes a self-signed one for tests)", setting(f.name), err)
+		}
 	}
 	if cfg.jwtSecret != "" && cfg.jwtPublicKey != "" {
-		return errors.New("set either CHATD_JWT_SECRET (HS256) or CHATD_JWT_PUBLIC_KEY (RS256/ES256/EdDSA), not both")
+		return fmt.Errorf("set either %s (HS256) or %s (RS256, ES256, EdDSA), not both", setting("jwt-secret"), setting("jwt-public-key"))
 	}
 	if cfg.jwtSecret != "" {
 		if len(cfg.jwtSecret) < 32 {
-			return fmt.Errorf("CHATD_JWT_SECRET is %d bytes; HS256 needs at least 32 (generate one with: openssl rand -base64 32)", len(cfg.jwtSecret))
+			return fmt.Errorf("%s is %d bytes; HS256 needs at least 32 (generate one with: openssl rand -base64 32)", setting("jwt-secret"), len(cfg.jwtSecret))
 		}
 		s.Auth.Secret = []byte(cfg.jwtSecret)
 	}
 	if cfg.jwtPublicKey != "" {
 		pem, err := os.ReadFile(cfg.jwtPublicKey)
 		if err != nil {
-			return fmt.Errorf("CHATD_JWT_PUBLIC_KEY: %w", err)
+			return fmt.Errorf("%s: %v (give the path of a PEM public key file)", setting("jwt-public-key"), err)
 		}
 		s.Auth.PublicKeyPEM = pem
 	}
 	s.AllowedOrigins = splitList(cfg.origins)
 	s.TrustedProxies = splitList(cfg.proxies)
 	if cfg.historySize < 1 {
-		return fmt.Errorf("history size %d must be at least 1 (CHATD_HISTORY_SIZE)", cfg.historySize)
+		return fmt.Errorf("%s %d must be at least 1", setting("history-size"), cfg.historySize)
 	}
 	if cfg.historyTTL < time.Second {
-		return fmt.Errorf("history TTL %v must be at least 1s (CHATD_HISTORY_TTL)", cfg.historyTTL)
+		return fmt.Errorf("%s %v must be at least 1s", setting("history-ttl"), cfg.historyTTL)
 	}
 	switch cfg.logLevel {
 	case "debug", "info", "warn", "error":
 	default:
-		return fmt.Errorf("log level %q must be debug, info, warn or error (CHATD_LOG_LEVEL)", cfg.logLevel)
+		return fmt.Errorf("%s %q must be debug, info, warn or error", setting("log-level"), cfg.logLevel)
 	}
 	switch cfg.logFormat {
 	case "auto", "json", "console":
 	default:
-		return fmt.Errorf("log format %q must be auto, json or console (CHATD_LOG_FORMAT)", cfg.logFormat)
+		return fmt.Errorf("%s %q must be auto, json or console", setting("log-format"), cfg.logFormat)
 	}
 	if cfg.maxConns < 0 {
-		return fmt.Errorf("max connections %d must be 0 (automatic) or more (CHATD_MAX_CONNS)", cfg.maxConns)
+		return fmt.Errorf("%s %d must be 0 (automatic) or more", setting("max-conns"), cfg.maxConns)
 	}
 	s.MaxConns = cfg.maxConns
 	if s.NodeID == "" {
@@ -214,10 +298,33 @@ func (cfg *config) finish() error {
 	return validateServer(*s)
 }
 
+// validateServer checks what server.New would, and names the flag of each
+// invalid setting. Defaults are already in place for every flag, so a zero
+// here was given explicitly.
 func validateServer(s server.Config) error {
-	// Validate what the server would; defaults are already in place for
-	// every flag, so zero values here were given explicitly.
-	return s.Validate()
+	err := s.Validate()
+	if err == nil {
+		return nil
+	}
+	var errs []error
+	for _, e := range unjoin(err) {
+		var ce *server.ConfigError
+		if errors.As(e, &ce) {
+			if name, ok := serverFlags[ce.Field]; ok {
+				e = fmt.Errorf("%s: %s", setting(name), ce.Msg)
+			}
+		}
+		errs = append(errs, e)
+	}
+	return errors.Join(errs...)
+}
+
+// unjoin splits an errors.Join error into its parts.
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
 }
 
 func splitList(s string) []string {

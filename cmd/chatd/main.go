@@ -38,7 +38,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 			return healthcheckCommand(args[1:], getenv, stdout, stderr)
 		}
 	}
-	cfg, err := parseConfig(args, getenv, stderr)
+	cfg, err := parseConfig(args, getenv, stdout)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}

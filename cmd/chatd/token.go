@@ -33,6 +33,10 @@ func tokenCommand(args []string, getenv func(string) string, stdout, stderr io.W
 		fmt.Fprintln(stderr, "chatd token: -sub is required (the user id)")
 		return 2
 	}
+	if *ttl <= 0 {
+		fmt.Fprintf(stderr, "chatd token: -ttl %v is not positive: give a lifetime like 15m or 24h\n", *ttl)
+		return 2
+	}
 	if *secret == "" {
 		fmt.Fprintln(stderr, "chatd token: no secret: set CHATD_JWT_SECRET (the same as the server's) or pass -jwt-secret")
 		return 2

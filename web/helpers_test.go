@@ -159,6 +159,7 @@ window.__test = {
     const a = document.getElementById("alert");
     return a.classList.contains("shown") ? document.getElementById("alert-text").textContent : "";
   },
+  statusLog: [],
   visible(id) {
     const el = document.getElementById(id);
     if (!el) return false;
@@ -168,6 +169,13 @@ window.__test = {
 };
 document.addEventListener("securitypolicyviolation", (e) => {
   window.__test.violations.push(e.violatedDirective + " " + (e.blockedURI || ""));
+});
+// Every text the status line shows, in order, however briefly.
+document.addEventListener("DOMContentLoaded", () => {
+  const el = document.getElementById("status-text");
+  if (!el) return;
+  window.__test.statusLog.push(el.textContent);
+  new MutationObserver(() => window.__test.statusLog.push(el.textContent)).observe(el, { childList: true, characterData: true, subtree: true });
 });
 `
 
@@ -410,6 +418,27 @@ type domMessage struct {
 func (p *page) messages() []domMessage {
 	p.t.Helper()
 	return eval[[]domMessage](p, `window.__test.messages()`)
+}
+
+// metric reads the node's /metrics: the first sample of name whose
+// labels contain label, 0 when there is none.
+func (n *node) metric(name, label string) float64 {
+	n.t.Helper()
+	res, err := http.Get("http://" + n.addr + "/metrics")
+	if err != nil {
+		n.t.Fatalf("metrics: %v", err)
+	}
+	defer res.Body.Close()
+	body, _ := io.ReadAll(res.Body)
+	for _, line := range strings.Split(string(body), "\n") {
+		if (strings.HasPrefix(line, name+" ") || strings.HasPrefix(line, name+"{")) && strings.Contains(line, label) {
+			var v float64
+			if _, err := fmt.Sscan(line[strings.LastIndexByte(line, ' ')+1:], &v); err == nil {
+				return v
+			}
+		}
+	}
+	return 0
 }
 
 // A chatd node.

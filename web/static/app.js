@@ -16,6 +16,7 @@ const ALERT_MS = 10_000;
 const ROOMS_STORE = "chatd.rooms";
 const NEAR_BOTTOM_PX = 80;
 const NEAR_TOP_PX = 60;
+const GROUP_MS = 5 * 60_000; // a message this soon after the same sender's shows no name
 
 const el = {
   status: $("status"),
@@ -32,6 +33,7 @@ const el = {
   tokenForm: $("token-form"),
   tokenInput: $("token-input"),
   signinError: $("signin-error"),
+  signinTitle: $("signin-title"),
   chat: $("chat"),
   sidebar: $("sidebar"),
   joinForm: $("join-form"),
@@ -228,10 +230,15 @@ function openRoom(name) {
   updateRoomItem(r);
 
   r.list.addEventListener("click", (ev) => {
-    const retry = ev.target.closest("button.retry");
-    if (!retry) return;
-    const cid = retry.closest("li")?.dataset.cid;
-    if (cid && client) {
+    const button = ev.target.closest("button.retry, button.discard");
+    const cid = button?.closest("li")?.dataset.cid;
+    if (!cid || !client) return;
+    if (button.classList.contains("discard")) {
+      client.discard(cid);
+      r.unsent.get(cid)?.li.remove();
+      r.unsent.delete(cid);
+      el.composerInput.focus();
+    } else {
       client.retry(cid);
       setUnsentState(r, cid, client.connected ? "sending" : "queued");
     }
@@ -439,7 +446,22 @@ function addMessage(r, m) {
   const next = r.msgs[index + 1];
   const before = next ? r.els.get(next.id) : r.list.querySelector(":scope > li.unsent");
   r.list.insertBefore(li, before ?? null);
+  group(r, index);
+  group(r, index + 1);
   return true;
+}
+
+/**
+ * group marks a message that closely follows one from the same sender:
+ * it is drawn without the name (screen readers still read it), so a run
+ * of messages reads as one block.
+ */
+function group(r, i) {
+  const m = r.msgs[i];
+  const prev = r.msgs[i - 1];
+  if (!m) return;
+  const cont = !!prev && prev.from === m.from && m.ts - prev.ts < GROUP_MS;
+  r.els.get(m.id)?.classList.toggle("cont", cont);
 }
 
 function addUnsent(r, cid, text) {
@@ -449,6 +471,9 @@ function addUnsent(r, cid, text) {
   r.list.append(li);
   setUnsentState(r, cid, client?.connected ? "sending" : "queued");
 }
+
+/** Errors after which sending the same text again cannot succeed. */
+const FINAL_SEND_ERRORS = new Set(["too_large", "bad_request", "forbidden"]);
 
 function setUnsentState(r, cid, state, why = "") {
   const u = r.unsent.get(cid);
@@ -460,12 +485,17 @@ function setUnsentState(r, cid, state, why = "") {
   else if (state === "queued") label.textContent = "waiting for the connection…";
   else if (state === "held") label.textContent = "sending soon…";
   else if (state === "failed") {
-    label.textContent = `not sent${why ? ` (${why})` : ""} `;
-    const retry = document.createElement("button");
-    retry.type = "button";
-    retry.className = "link-button retry";
-    retry.textContent = "Retry";
-    label.append(retry);
+    label.textContent = `not sent${why ? ` (${why.replace(/_/g, " ")})` : ""} `;
+    const button = (cls, text, aria) => {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.className = `link-button ${cls}`;
+      b.textContent = text;
+      b.setAttribute("aria-label", aria);
+      return b;
+    };
+    if (!FINAL_SEND_ERRORS.has(why)) label.append(button("retry", "Retry", "Send this message again"));
+    label.append(button("discard", "Discard", "Discard this message"));
   }
 }
 
@@ -591,7 +621,7 @@ function onError(e) {
     const r = rooms.get(e.room);
     if (r) {
       if (e.retrying) setUnsentState(r, e.cid, "held");
-      else setUnsentState(r, e.cid, "failed", e.code.replace(/_/g, " "));
+      else setUnsentState(r, e.cid, "failed", e.code);
     }
   }
   if (e.kind === "join" && !e.retrying && rooms.has(e.room)) {
@@ -643,9 +673,18 @@ function announce(text) {
 
 // Signing in and out.
 
+/**
+ * showSignin shows the sign-in forms. With tokenOnly (the token expired
+ * and only the user can give a new one) they sit over the rooms, which
+ * stay on screen but out of reach until the new token is in.
+ */
 async function showSignin(message = "", { tokenOnly = false } = {}) {
   document.body.classList.remove("signed-in");
-  el.chat.hidden = !tokenOnly; // a token renewal keeps the rooms on screen behind
+  el.chat.hidden = !tokenOnly;
+  el.chat.inert = tokenOnly;
+  el.signin.classList.toggle("overlay", tokenOnly);
+  el.signinTitle.textContent = tokenOnly ? "Sign in again" : "Sign in";
+  dismissAlert(); // the message says it all now
   el.signin.hidden = false;
   el.signout.hidden = true;
   el.me.hidden = true;
@@ -660,6 +699,16 @@ async function showSignin(message = "", { tokenOnly = false } = {}) {
   } else {
     el.tokenInput.focus();
   }
+}
+
+function hideSignin() {
+  document.body.classList.add("signed-in");
+  el.signin.hidden = true;
+  el.signin.classList.remove("overlay");
+  el.chat.hidden = false;
+  el.chat.inert = false;
+  el.signout.hidden = false;
+  el.me.hidden = false;
 }
 
 function startSession(s) {
@@ -705,11 +754,7 @@ function startSession(s) {
   on("token-needed", (t) => showSignin(t.reason, { tokenOnly: true }));
   on("signed-out", (t) => signOut(`Signed out: ${t.reason}`));
 
-  document.body.classList.add("signed-in");
-  el.signin.hidden = true;
-  el.chat.hidden = false;
-  el.signout.hidden = false;
-  el.me.hidden = false;
+  hideSignin();
   el.me.textContent = s.name;
   el.signinError.textContent = "";
 
@@ -821,11 +866,7 @@ function wire() {
       // Same user, new token: reconnect and rejoin with since.
       session = s;
       auth.saveAuth(s);
-      document.body.classList.add("signed-in");
-      el.signin.hidden = true;
-      el.chat.hidden = false;
-      el.signout.hidden = false;
-      el.me.hidden = false;
+      hideSignin();
       client.useCredentials({ token: s.token, exp: s.exp });
       return;
     }
@@ -884,6 +925,10 @@ function wire() {
   });
   el.reconnectNow.addEventListener("click", () => client?.reconnectNow());
   el.signout.addEventListener("click", () => signOut());
+  el.chat.addEventListener("click", (ev) => {
+    // The scrim beside the open drawer is the chat element's ::after.
+    if (ev.target === el.chat && closeSidebar()) el.roomsToggle.focus();
+  });
   el.roomsToggle.addEventListener("click", () => {
     if (!closeSidebar()) openSidebar();
     else el.roomsToggle.focus();

@@ -356,6 +356,16 @@ export class ChatClient extends EventTarget {
     this.pump();
   }
 
+  /** discard gives up on a failed message. */
+  discard(cid) {
+    if (!this.pending.delete(cid)) return;
+    if (![...this.pending.values()].some((p) => !p.failed)) {
+      this.throttled = false;
+      this.throttleGap = 0;
+    }
+    this.pump();
+  }
+
   /**
    * pump transmits the pending sends, oldest first: all at once normally;
    * one at a time, each after the previous one was posted, once the server
@@ -377,6 +387,7 @@ export class ChatClient extends EventTarget {
       if (this.throttled && (inflight || p.inflight)) return;
       if (!p.inflight) {
         p.inflight = true;
+        p.paced = this.throttled;
         this.command({ type: "send", room: p.room, text: p.text, cid: p.cid, ref: p.ref }, { kind: "send", room: p.room, cid: p.cid });
       }
       inflight = true;
@@ -388,6 +399,7 @@ export class ChatClient extends EventTarget {
     if (!this.pending.delete(cid)) return;
     if (![...this.pending.values()].some((p) => !p.failed)) this.throttled = false;
     else if (this.throttled) this.holdUntil = Math.max(this.holdUntil, Date.now() + this.throttleGap);
+    if (!this.throttled) this.throttleGap = 0;
     this.pump();
   }
 
@@ -566,9 +578,12 @@ export class ChatClient extends EventTarget {
         if (msg.code === "rate_limited") {
           // Not a failure: the server said when. Everything after this
           // message waits too, so the order holds.
-          wait = Math.max(100, Number(msg.retry_ms) || 1000);
+          // (10 ms more: retry_ms is rounded down.)
+          wait = Math.max(100, Number(msg.retry_ms) || 1000) + 10;
           this.throttled = true;
-          this.throttleGap = Math.min(wait, 10_000);
+          // The pause between paced sends is learnt: the longest wait
+          // the server asked for, plus any wait it asked for a paced send.
+          this.throttleGap = Math.min(p.paced ? this.throttleGap + wait : Math.max(this.throttleGap, wait), 10_000);
         } else if (msg.code === "unavailable" && ++p.tries < 5) {
           wait = 1000 + backoffDelay(p.tries);
         } else {

@@ -117,26 +117,36 @@ func TestBrowserChatAndRestart(t *testing.T) {
 	bob.waitFor("Alice in the member list", `JSON.stringify(window.__test.members()) === '["Alice","Bob"]'`, waitShort)
 
 	// Typing: Bob types, Alice sees it; sending clears it.
-	bob.do("focus the message box", chromedp.Focus(chromedp.ID("composer-input")))
-	bob.typeKeys("hi Alice")
-	alice.waitFor("Bob's typing indicator", `document.getElementById("typing").textContent === "Bob is typing…"`, waitShort)
-	bob.typeKeys("\r")
-
 	var texts, from []string
 	sent := func(who, text string) {
 		texts = append(texts, text)
 		from = append(from, who)
 	}
-	sent("Bob", "hi Alice")
+	bob.do("focus the message box", chromedp.Focus(chromedp.ID("composer-input")))
+	bob.typeKeys("Hi Alice! Is the new build out?")
+	alice.waitFor("Bob's typing indicator", `document.getElementById("typing").textContent === "Bob is typing…"`, waitShort)
+	bob.typeKeys("\r")
+	sent("Bob", "Hi Alice! Is the new build out?")
 	alice.waitTexts("Bob's message", texts, waitShort)
 	alice.waitFor("the typing indicator to clear", `document.getElementById("typing").textContent === ""`, waitShort)
 
-	// Alice answers, with Shift+Enter for a second line, then sends
-	// something hostile: it must show as text and run nothing.
-	alice.typeKeys("hello Bob")
+	// Alice answers on two lines (Shift+Enter), Bob starts to answer: the
+	// picture for the README.
+	alice.typeKeys("Yes, since this morning.")
 	alice.typeKeys("\r", chromedp.ModifierShift)
-	alice.typeKeys("second line\r")
-	sent("Alice", "hello Bob\nsecond line")
+	alice.typeKeys("Restart a node and watch: nothing is lost.\r")
+	sent("Alice", "Yes, since this morning.\nRestart a node and watch: nothing is lost.")
+	bob.waitTexts("Alice's answer", texts, waitShort)
+	bob.typeKeys("Trying it now")
+	alice.waitFor("Bob's typing indicator", `document.getElementById("typing").textContent === "Bob is typing…"`, waitShort)
+	readme := alice.screenshot("chat")
+	if out := os.Getenv("CHATD_README_SCREENSHOT"); out != "" && readme != "" {
+		copyFile(t, readme, out)
+	}
+	bob.typeKeys("\r")
+	sent("Bob", "Trying it now")
+
+	// Something hostile: it must show as text and run nothing.
 	hostile := `<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script>&amp;`
 	alice.typeKeys(hostile + "\r")
 	sent("Alice", hostile)
@@ -147,11 +157,7 @@ func TestBrowserChatAndRestart(t *testing.T) {
 			p.fatalf("the hostile message was rendered as HTML")
 		}
 	}
-	alice.screenshot("chat")
-	readme := bob.screenshot("chat")
-	if out := os.Getenv("CHATD_README_SCREENSHOT"); out != "" && readme != "" {
-		copyFile(t, readme, out)
-	}
+	bob.screenshot("chat")
 
 	// The server dies; a new one starts on the same address, over the
 	// same broker (as another node over the same Redis would). Bob's

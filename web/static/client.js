@@ -342,6 +342,9 @@ export class ChatClient extends EventTarget {
   /** send posts text to room and returns its cid; it is retried until `sent`. */
   send(room, text) {
     const cid = newCid();
+    // The message clears the typing indicator of everyone who gets it, so
+    // the next keystroke must announce typing again at once.
+    this.lastTyping.delete(room);
     this.pending.set(cid, { room, text, cid, ref: `s${++this.refSeq}`, tries: 0, inflight: false, failed: false });
     this.pump();
     return cid;

@@ -1,0 +1,557 @@
+// Package redisbroker is the broker of a chatd cluster: Redis carries
+// every room between the nodes and keeps its history, presence and
+// de-duplication.
+//
+// A room is a stream (history and recovery), a hash of metadata (the
+// highest id dropped from retention), one key per client message id, a
+// sorted set and a hash of presence, and a pub/sub channel, all under the
+// hash tag {room} so that in a Redis Cluster they share one slot. A
+// message is stored and published by one Lua script (XADD, trimming, then
+// PUBLISH with its stream id), so every node delivers a room's messages
+// in stream order. With a Redis Cluster the channel is a shard channel
+// (SPUBLISH/SSUBSCRIBE, Redis 7), so pub/sub scales with the cluster.
+//
+// A node subscribes to a room while it has local members. Its
+// subscriptions live on one pub/sub connection per Redis shard, whose
+// owner goroutine batches SUBSCRIBE and UNSUBSCRIBE, delivers messages in
+// order, and after a reconnect catches every room up from the stream since
+// the last id it delivered: members see no gap and no duplicate. A probe
+// published on the node's own channel every ProbeInterval detects a
+// connection that is up but no longer delivering.
+package redisbroker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+
+	"github.com/chatd/chatd/internal/hub"
+	"github.com/chatd/chatd/internal/protocol"
+)
+
+// Config configures a Broker. Zero fields take the defaults given.
+type Config struct {
+	// NodeID names this node in presence claims and probe channels. It
+	// must be unique in the cluster. Required.
+	NodeID string
+	// Prefix starts every key and channel. Default "chatd:".
+	Prefix string
+	// Retention is how much history is kept per room.
+	Retention hub.RetentionConfig
+	// PresenceTTL is how long a node's presence claims outlive its last
+	// heartbeat; heartbeats come every third of it. Default 15 s.
+	PresenceTTL time.Duration
+	// ProbeInterval is how often a probe goes through each pub/sub
+	// connection. Default 1 s.
+	ProbeInterval time.Duration
+	// StallTimeout is how long a probe may take before the connection is
+	// declared stalled and replaced. Default 5 s.
+	StallTimeout time.Duration
+	// ReconnectMin and ReconnectMax bound the backoff between pub/sub
+	// reconnect attempts. Defaults 50 ms and 2 s.
+	ReconnectMin, ReconnectMax time.Duration
+	// Logger receives the broker's logs.
+	Logger zerolog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if c.Prefix == "" {
+		c.Prefix = "chatd:"
+	}
+	c.Retention = c.Retention.WithDefaults()
+	if c.PresenceTTL <= 0 {
+		c.PresenceTTL = 15 * time.Second
+	}
+	if c.ProbeInterval <= 0 {
+		c.ProbeInterval = time.Second
+	}
+	if c.StallTimeout <= 0 {
+		c.StallTimeout = 5 * time.Second
+	}
+	if c.ReconnectMin <= 0 {
+		c.ReconnectMin = 50 * time.Millisecond
+	}
+	if c.ReconnectMax <= 0 {
+		c.ReconnectMax = 2 * time.Second
+	}
+	return c
+}
+
+// Broker is a hub.Broker over Redis. It is safe for concurrent use.
+type Broker struct {
+	cfg     Config
+	log     zerolog.Logger
+	client  redis.UniversalClient
+	cluster *redis.ClusterClient // nil for a standalone Redis
+	pubCmd  string               // PUBLISH or SPUBLISH
+
+	ctx    context.Context // ends at Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // the broker's goroutines
+
+	handlerMu sync.RWMutex
+	handler   hub.Handler
+
+	shardsMu sync.Mutex
+	shards   map[string]*shard // by shard address ("" standalone)
+	roomSh   map[string]*shard // room → its shard, while subscribed
+
+	membersMu sync.Mutex
+	members   map[string]map[string]string // room → user → name, claimed by this node
+
+	stats stats
+}
+
+var _ hub.Broker = (*Broker)(nil)
+
+// New returns a broker over client, a *redis.Client or a
+// *redis.ClusterClient (see NewClient). It does not wait for Redis: a
+// broker made while Redis is down serves once Redis is back, and Ready
+// says so. The caller closes client after Close.
+func New(client redis.UniversalClient, cfg Config) (*Broker, error) {
+	cfg = cfg.withDefaults()
+	if cfg.NodeID == "" {
+		return nil, errors.New("redisbroker: a node id is required")
+	}
+	if strings.ContainsAny(cfg.NodeID, "{}") {
+		return nil, fmt.Errorf("redisbroker: node id %q must not contain { or }", cfg.NodeID)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	b := &Broker{
+		cfg:     cfg,
+		log:     cfg.Logger.With().Str("component", "redisbroker").Logger(),
+		client:  client,
+		pubCmd:  "PUBLISH",
+		ctx:     ctx,
+		cancel:  cancel,
+		shards:  map[string]*shard{},
+		roomSh:  map[string]*shard{},
+		members: map[string]map[string]string{},
+	}
+	switch c := client.(type) {
+	case *redis.ClusterClient:
+		b.cluster = c
+		b.pubCmd = "SPUBLISH"
+	case *redis.Client:
+	default:
+		cancel()
+		return nil, fmt.Errorf("redisbroker: unsupported client %T", client)
+	}
+	if b.cluster == nil {
+		// One pub/sub connection for everything, probed from the start
+		// so that Ready tells the truth before the first join.
+		sh := b.newShard("", probeChannel(cfg.Prefix, cfg.NodeID, 0), client.(*redis.Client))
+		b.shards[""] = sh
+	}
+	b.wg.Add(1)
+	go b.heartbeatLoop()
+	return b, nil
+}
+
+// SetHandler implements hub.Broker.
+func (b *Broker) SetHandler(h hub.Handler) {
+	b.handlerMu.Lock()
+	b.handler = h
+	b.handlerMu.Unlock()
+}
+
+func (b *Broker) getHandler() hub.Handler {
+	b.handlerMu.RLock()
+	defer b.handlerMu.RUnlock()
+	return b.handler
+}
+
+func (b *Broker) keys(room string) keys { return roomKeys(b.cfg.Prefix, room) }
+
+func (b *Broker) ttlMS() int64 { return b.cfg.Retention.TTL.Milliseconds() }
+
+// unavailable wraps an error that says Redis could not be reached or
+// could not serve, so that the server answers `unavailable`.
+func unavailable(op string, err error) error {
+	return fmt.Errorf("%s: %w: %w", op, hub.ErrUnavailable, err)
+}
+
+// classify turns a Redis error into the broker's: connection problems,
+// timeouts and a cluster or server that cannot serve yet are
+// unavailable; anything else (a script error) is a bug worth its own
+// error.
+func classify(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, context.Canceled) {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	var rerr redis.Error
+	if errors.As(err, &rerr) {
+		msg := rerr.Error()
+		for _, p := range []string{"LOADING", "CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN", "READONLY", "BUSY", "MOVED", "ASK"} {
+			if strings.HasPrefix(msg, p) {
+				return unavailable(op, err)
+			}
+		}
+		if !isNetError(err) {
+			return fmt.Errorf("%s: %w", op, err)
+		}
+	}
+	return unavailable(op, err)
+}
+
+func isNetError(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, redis.ErrClosed)
+}
+
+// Publish implements hub.Broker: one script stores, de-duplicates and
+// publishes.
+func (b *Broker) Publish(ctx context.Context, m protocol.Message) (protocol.Message, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return m, false, err
+	}
+	k := b.keys(m.Room)
+	cidKey := k.cidBase // unused without a cid, but in the room's slot
+	if m.CID != "" {
+		cidKey = k.cidKey(m.From, m.CID)
+	}
+	start := time.Now()
+	res, err := publishScript.Run(ctx, b.client,
+		[]string{k.stream, k.meta, cidKey},
+		b.pubCmd, k.channel, b.cfg.Retention.Size, b.ttlMS(), m.From, m.Name, m.Text, m.CID,
+	).Slice()
+	if err != nil {
+		return m, false, classify("publish "+m.Room, err)
+	}
+	b.stats.publishNanos.Add(uint64(time.Since(start)))
+	b.stats.publishes.Add(1)
+	if len(res) != 6 {
+		return m, false, fmt.Errorf("publish %s: unexpected reply %v", m.Room, res)
+	}
+	dup, _ := res[0].(int64)
+	out := protocol.Message{Room: m.Room}
+	out.ID, _ = res[1].(string)
+	out.From, _ = res[2].(string)
+	out.Name, _ = res[3].(string)
+	out.Text, _ = res[4].(string)
+	out.CID, _ = res[5].(string)
+	id, ok := protocol.ParseID(out.ID)
+	if !ok {
+		return m, false, fmt.Errorf("publish %s: bad stream id %q", m.Room, out.ID)
+	}
+	out.TS = int64(id.MS)
+	return out, dup == 1, nil
+}
+
+// entryMessage turns a stream entry into a message.
+func entryMessage(room string, v any) (protocol.Message, protocol.ID, bool) {
+	e, ok := v.([]any)
+	if !ok || len(e) != 2 {
+		return protocol.Message{}, protocol.ID{}, false
+	}
+	idStr, _ := e[0].(string)
+	id, ok := protocol.ParseID(idStr)
+	if !ok {
+		return protocol.Message{}, protocol.ID{}, false
+	}
+	m := protocol.Message{Room: room, ID: idStr, TS: int64(id.MS)}
+	f, _ := e[1].([]any)
+	for i := 0; i+1 < len(f); i += 2 {
+		k, _ := f[i].(string)
+		val, _ := f[i+1].(string)
+		switch k {
+		case "f":
+			m.From = val
+		case "n":
+			m.Name = val
+		case "t":
+			m.Text = val
+		case "c":
+			m.CID = val
+		}
+	}
+	return m, id, true
+}
+
+// messageOf turns a go-redis XMessage (from XRANGE) into a message.
+func messageOf(room string, x redis.XMessage) (protocol.Message, protocol.ID, bool) {
+	id, ok := protocol.ParseID(x.ID)
+	if !ok {
+		return protocol.Message{}, protocol.ID{}, false
+	}
+	m := protocol.Message{Room: room, ID: x.ID, TS: int64(id.MS)}
+	m.From, _ = x.Values["f"].(string)
+	m.Name, _ = x.Values["n"].(string)
+	m.Text, _ = x.Values["t"].(string)
+	m.CID, _ = x.Values["c"].(string)
+	return m, id, true
+}
+
+// History implements hub.Broker.
+func (b *Broker) History(ctx context.Context, room, before string, limit int) ([]protocol.Message, bool, error) {
+	if limit <= 0 {
+		return nil, false, nil
+	}
+	if before != "" {
+		bid, ok := protocol.ParseID(before)
+		if !ok || bid.IsZero() {
+			return nil, false, nil
+		}
+		before = bid.String() // canonical: "0012-1" is "12-1"
+	}
+	k := b.keys(room)
+	res, err := historyScript.Run(ctx, b.client, []string{k.stream, k.meta}, b.ttlMS(), before, limit).Slice()
+	if err != nil {
+		return nil, false, classify("history "+room, err)
+	}
+	more := len(res) > limit
+	if more {
+		res = res[:limit]
+	}
+	out := make([]protocol.Message, 0, len(res))
+	for i := len(res) - 1; i >= 0; i-- {
+		if m, _, ok := entryMessage(room, res[i]); ok {
+			out = append(out, m)
+		}
+	}
+	return out, more, nil
+}
+
+// maxID is the largest id; nothing comes after it.
+var maxID = protocol.ID{MS: ^uint64(0), Seq: ^uint64(0)}
+
+// Since implements hub.Broker.
+func (b *Broker) Since(ctx context.Context, room, since string) ([]protocol.Message, bool, error) {
+	sid, ok := protocol.ParseID(since)
+	if !ok {
+		return nil, false, nil
+	}
+	arg := sid
+	if sid == maxID {
+		arg = prevID(maxID) // "(" of the largest id is not an id; nothing is after it anyway
+	}
+	k := b.keys(room)
+	res, err := sinceScript.Run(ctx, b.client, []string{k.stream, k.meta}, b.ttlMS(), arg.String()).Slice()
+	if err != nil {
+		return nil, false, classify("since "+room, err)
+	}
+	if len(res) != 2 {
+		return nil, false, fmt.Errorf("since %s: unexpected reply %v", room, res)
+	}
+	dStr, _ := res[0].(string)
+	dropped, _ := protocol.ParseID(dStr)
+	entries, _ := res[1].([]any)
+	out := make([]protocol.Message, 0, len(entries))
+	for _, e := range entries {
+		if m, id, ok := entryMessage(room, e); ok && id.Compare(sid) > 0 {
+			out = append(out, m)
+		}
+	}
+	return out, dropped.Compare(sid) <= 0, nil
+}
+
+// AddMember implements hub.Broker: the node claims the user's presence.
+func (b *Broker) AddMember(ctx context.Context, room string, m protocol.Member) (bool, error) {
+	k := b.keys(room)
+	first, err := addMemberScript.Run(ctx, b.client, []string{k.presence, k.entries},
+		m.User, m.Name, b.cfg.NodeID, b.cfg.PresenceTTL.Milliseconds()).Int()
+	if err != nil {
+		return false, classify("presence "+room, err)
+	}
+	b.membersMu.Lock()
+	users := b.members[room]
+	if users == nil {
+		users = map[string]string{}
+		b.members[room] = users
+	}
+	users[m.User] = m.Name
+	b.membersMu.Unlock()
+	return first == 1, nil
+}
+
+// RemoveMember implements hub.Broker. The local claim is forgotten even
+// when Redis cannot be told: the claim then expires after PresenceTTL.
+func (b *Broker) RemoveMember(ctx context.Context, room, user string) (bool, error) {
+	b.membersMu.Lock()
+	if users := b.members[room]; users != nil {
+		delete(users, user)
+		if len(users) == 0 {
+			delete(b.members, room)
+		}
+	}
+	b.membersMu.Unlock()
+	k := b.keys(room)
+	last, err := removeMemberScript.Run(ctx, b.client, []string{k.presence, k.entries},
+		user, b.cfg.NodeID, b.cfg.PresenceTTL.Milliseconds()).Int()
+	if err != nil {
+		return false, classify("presence "+room, err)
+	}
+	return last == 1, nil
+}
+
+// Members implements hub.Broker: the users with a live claim on any node.
+func (b *Broker) Members(ctx context.Context, room string) ([]protocol.Member, error) {
+	k := b.keys(room)
+	res, err := membersScript.Run(ctx, b.client, []string{k.presence, k.entries}).StringSlice()
+	if err != nil {
+		return nil, classify("members "+room, err)
+	}
+	out := make([]protocol.Member, 0, len(res)/2)
+	for i := 0; i+1 < len(res); i += 2 {
+		out = append(out, protocol.Member{User: res[i], Name: res[i+1]})
+	}
+	slices.SortFunc(out, func(a, b protocol.Member) int { return strings.Compare(a.User, b.User) })
+	return out, nil
+}
+
+// PublishEvent implements hub.Broker. Events are not stored.
+func (b *Broker) PublishEvent(ctx context.Context, ev hub.Event) error {
+	ch := b.keys(ev.Room).channel
+	var err error
+	if b.cluster != nil {
+		err = b.cluster.SPublish(ctx, ch, encodeEvent(ev)).Err()
+	} else {
+		err = b.client.Publish(ctx, ch, encodeEvent(ev)).Err()
+	}
+	return classify("event "+ev.Room, err)
+}
+
+// Ready implements hub.Broker: Redis answers, and every pub/sub
+// connection is up and delivering its probes.
+func (b *Broker) Ready(ctx context.Context) error {
+	if err := b.client.Ping(ctx).Err(); err != nil {
+		return classify("redis ping", err)
+	}
+	b.shardsMu.Lock()
+	shards := make([]*shard, 0, len(b.shards))
+	for _, sh := range b.shards {
+		shards = append(shards, sh)
+	}
+	b.shardsMu.Unlock()
+	for _, sh := range shards {
+		if err := sh.health(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Close implements hub.Broker: it stops the broker's goroutines and
+// withdraws the node's presence claims. It does not close the client.
+func (b *Broker) Close() error {
+	b.cancel()
+	b.shardsMu.Lock()
+	for _, sh := range b.shards {
+		sh.stop()
+	}
+	b.shardsMu.Unlock()
+	b.wg.Wait()
+
+	// Withdraw this node's claims, so that its users leave at once
+	// rather than after PresenceTTL. Best effort: Redis may be gone.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	b.membersMu.Lock()
+	claims := b.members
+	b.members = map[string]map[string]string{}
+	b.membersMu.Unlock()
+	for room, users := range claims {
+		for user, name := range users {
+			k := b.keys(room)
+			last, err := removeMemberScript.Run(ctx, b.client, []string{k.presence, k.entries},
+				user, b.cfg.NodeID, b.cfg.PresenceTTL.Milliseconds()).Int()
+			if err != nil {
+				return nil
+			}
+			if last == 1 {
+				_ = b.PublishEvent(ctx, hub.Event{Kind: hub.EventPresence, Room: room, User: user, Name: name, State: protocol.PresenceLeave})
+			}
+		}
+	}
+	return nil
+}
+
+// heartbeatLoop renews this node's presence claims every third of the
+// presence TTL and announces the leave of users whose nodes died.
+func (b *Broker) heartbeatLoop() {
+	defer b.wg.Done()
+	t := time.NewTicker(b.cfg.PresenceTTL / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := b.heartbeat(b.ctx); err != nil && b.ctx.Err() == nil {
+			b.log.Warn().Err(err).Msg("presence heartbeat failed")
+		}
+	}
+}
+
+// heartbeat renews every claim of this node in one pipeline.
+func (b *Broker) heartbeat(ctx context.Context) error {
+	b.membersMu.Lock()
+	rooms := make(map[string][]any, len(b.members))
+	for room, users := range b.members {
+		args := []any{b.cfg.NodeID, b.cfg.PresenceTTL.Milliseconds()}
+		for u, n := range users {
+			args = append(args, u, n)
+		}
+		rooms[room] = args
+	}
+	b.membersMu.Unlock()
+	if len(rooms) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.PresenceTTL/3)
+	defer cancel()
+	if err := refreshScript.Load(ctx, b.loader()).Err(); err != nil {
+		return classify("heartbeat", err)
+	}
+	pipe := b.client.Pipeline()
+	cmds := make(map[string]*redis.Cmd, len(rooms))
+	for room, args := range rooms {
+		k := b.keys(room)
+		cmds[room] = refreshScript.EvalSha(ctx, pipe, []string{k.presence, k.entries}, args...)
+	}
+	_, err := pipe.Exec(ctx)
+	for room, cmd := range cmds {
+		left, cerr := cmd.StringSlice()
+		if cerr != nil {
+			continue
+		}
+		for i := 0; i+1 < len(left); i += 2 {
+			_ = b.PublishEvent(ctx, hub.Event{Kind: hub.EventPresence, Room: room, User: left[i], Name: left[i+1], State: protocol.PresenceLeave})
+		}
+	}
+	if err != nil {
+		return classify("heartbeat", err)
+	}
+	return nil
+}
+
+// loader is where SCRIPT LOAD goes: every master of a cluster.
+func (b *Broker) loader() redis.Scripter {
+	if b.cluster != nil {
+		return b.cluster
+	}
+	return b.client
+}
+
+// Node returns the broker's node id.
+func (b *Broker) Node() string { return b.cfg.NodeID }
+
+// prevID returns the id before id (id must not be zero).
+func prevID(id protocol.ID) protocol.ID {
+	if id.Seq > 0 {
+		return protocol.ID{MS: id.MS, Seq: id.Seq - 1}
+	}
+	return protocol.ID{MS: id.MS - 1, Seq: ^uint64(0)}
+}

@@ -1,0 +1,248 @@
+package redisbroker
+
+import "github.com/redis/go-redis/v9"
+
+// The Lua scripts. Each runs atomically in Redis, is sent once and then
+// called by its SHA (go-redis sends EVALSHA and falls back to EVAL, which
+// loads it again, on NOSCRIPT). Every key a script touches carries the
+// room's hash tag, so a script stays within one Redis Cluster slot.
+//
+// Time is Redis's own (TIME), not the nodes': ids, retention and presence
+// expiry are decided on one clock. Since Redis 7 scripts are replicated
+// by their effects, so reading TIME in a script that writes is allowed.
+
+// luaCommon is prepended to every script.
+const luaCommon = `
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function field(s)
+  return #s .. ':' .. s
+end
+
+-- A stream that expired (no message for the whole retention time) lost
+-- every message: the highest id dropped is then the last id added.
+local function sync_expired(stream, meta)
+  if redis.call('EXISTS', stream) == 0 then
+    local l = redis.call('HGET', meta, 'l')
+    if l then redis.call('HSET', meta, 'd', l) end
+  end
+end
+
+-- trim_age drops messages older than the retention time and records the
+-- highest id dropped, which answers whether a recovery is complete.
+local function trim_age(stream, meta, now, ttl)
+  local cutoff = now - ttl
+  if cutoff <= 0 then return end
+  local old = redis.call('XREVRANGE', stream, '(' .. cutoff .. '-0', '-', 'COUNT', 1)
+  if #old > 0 then
+    redis.call('HSET', meta, 'd', old[1][1])
+    redis.call('XTRIM', stream, 'MINID', cutoff)
+  end
+end
+`
+
+// publishScript stores a message and publishes it in one step, so that
+// the stream's order, the ids' order and the delivery order are the same
+// on every node.
+//
+// KEYS: stream, meta, cid key. ARGV: publish command (PUBLISH or
+// SPUBLISH), channel, history size, retention ms, from, name, text, cid.
+// Returns {duplicate, id, from, name, text, cid}.
+var publishScript = redis.NewScript(luaCommon + `
+local stream, meta, cidkey = KEYS[1], KEYS[2], KEYS[3]
+local size, ttl = tonumber(ARGV[3]), tonumber(ARGV[4])
+local from, name, text, cid = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+local now = now_ms()
+sync_expired(stream, meta)
+trim_age(stream, meta, now, ttl)
+
+if cid ~= '' then
+  local prev = redis.call('GET', cidkey)
+  if prev then
+    local r = redis.call('XRANGE', stream, prev, prev)
+    if #r > 0 then
+      local f, m = r[1][2], {}
+      for i = 1, #f, 2 do m[f[i]] = f[i + 1] end
+      return {1, prev, m.f or '', m.n or '', m.t or '', m.c or ''}
+    end
+  end
+end
+
+-- Ids only grow, even when the stream expired and Redis's clock is
+-- behind the last id given.
+local idarg = '*'
+if redis.call('EXISTS', stream) == 0 then
+  local l = redis.call('HGET', meta, 'l')
+  if l then
+    local lms, lseq = string.match(l, '^(%d+)-(%d+)$')
+    if lms and tonumber(lms) >= now then idarg = lms .. '-' .. (tonumber(lseq) + 1) end
+  end
+end
+local id = redis.call('XADD', stream, idarg, 'f', from, 'n', name, 't', text, 'c', cid)
+
+local len = redis.call('XLEN', stream)
+if len > size then
+  local drop = redis.call('XRANGE', stream, '-', '+', 'COUNT', len - size)
+  redis.call('HSET', meta, 'd', drop[#drop][1])
+  redis.call('XTRIM', stream, 'MAXLEN', size)
+end
+redis.call('HSET', meta, 'l', id)
+redis.call('PEXPIRE', stream, ttl)
+-- The metadata outlives the stream, so that a recovery after the
+-- stream expired still learns that messages were dropped.
+redis.call('PEXPIRE', meta, 2 * ttl + 86400000)
+if cid ~= '' then redis.call('SET', cidkey, id, 'PX', ttl) end
+
+redis.call(ARGV[1], ARGV[2], 'm' .. field(id) .. field(from) .. field(name) .. field(text) .. field(cid))
+return {0, id, from, name, text, cid}
+`)
+
+// historyScript pages back through the retained messages.
+//
+// KEYS: stream, meta. ARGV: retention ms, before ("" for the newest),
+// limit. Returns up to limit+1 entries, newest first.
+var historyScript = redis.NewScript(luaCommon + `
+local stream, meta = KEYS[1], KEYS[2]
+sync_expired(stream, meta)
+trim_age(stream, meta, now_ms(), tonumber(ARGV[1]))
+local hi = '+'
+if ARGV[2] ~= '' then hi = '(' .. ARGV[2] end
+return redis.call('XREVRANGE', stream, hi, '-', 'COUNT', tonumber(ARGV[3]) + 1)
+`)
+
+// sinceScript returns what a recovery needs.
+//
+// KEYS: stream, meta. ARGV: retention ms, since. Returns {highest id
+// dropped, entries after since, oldest first}.
+var sinceScript = redis.NewScript(luaCommon + `
+local stream, meta = KEYS[1], KEYS[2]
+sync_expired(stream, meta)
+trim_age(stream, meta, now_ms(), tonumber(ARGV[1]))
+local d = redis.call('HGET', meta, 'd') or '0-0'
+return {d, redis.call('XRANGE', stream, '(' .. ARGV[2], '+')}
+`)
+
+// Presence. A room's presence is a sorted set of users scored by the
+// latest expiry of their entries, and a hash of each user's entry: their
+// name and, per node with a connection of theirs in the room, when that
+// node's claim expires. Nodes renew their claims every heartbeat; the
+// claims of a node that died expire, and the user stops counting.
+
+const luaPresence = `
+-- load returns a user's entry with expired claims removed, and the latest
+-- expiry left (0 when none is).
+local function load(entries, user, now)
+  local raw = redis.call('HGET', entries, user)
+  if not raw then return nil, 0 end
+  local e = cjson.decode(raw)
+  local top = 0
+  for node, x in pairs(e.e) do
+    if x > now then
+      if x > top then top = x end
+    else
+      e.e[node] = nil
+    end
+  end
+  return e, top
+end
+
+local function store(presence, entries, user, e, top, ttl)
+  if top == 0 then
+    redis.call('HDEL', entries, user)
+    redis.call('ZREM', presence, user)
+  else
+    redis.call('HSET', entries, user, cjson.encode(e))
+    redis.call('ZADD', presence, top, user)
+  end
+  redis.call('PEXPIRE', presence, 4 * ttl)
+  redis.call('PEXPIRE', entries, 4 * ttl)
+end
+`
+
+// addMemberScript claims a user's presence for a node.
+//
+// KEYS: presence, entries. ARGV: user, name, node, ttl ms. Returns 1 when
+// no node had a live claim for the user before.
+var addMemberScript = redis.NewScript(luaCommon + luaPresence + `
+local now, ttl = now_ms(), tonumber(ARGV[4])
+local e, top = load(KEYS[2], ARGV[1], now)
+local first = 0
+if not e or top == 0 then
+  first = 1
+  e = {e = {}}
+end
+e.n = ARGV[2]
+e.e[ARGV[3]] = now + ttl
+if now + ttl > top then top = now + ttl end
+store(KEYS[1], KEYS[2], ARGV[1], e, top, ttl)
+return first
+`)
+
+// removeMemberScript drops a node's claim.
+//
+// KEYS: presence, entries. ARGV: user, node, ttl ms. Returns 1 when the
+// user was present and no live claim is left.
+var removeMemberScript = redis.NewScript(luaCommon + luaPresence + `
+local now = now_ms()
+if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then return 0 end
+local e = cjson.decode(redis.call('HGET', KEYS[2], ARGV[1]))
+e.e[ARGV[2]] = nil
+redis.call('HSET', KEYS[2], ARGV[1], cjson.encode(e))
+local e2, top = load(KEYS[2], ARGV[1], now)
+store(KEYS[1], KEYS[2], ARGV[1], e2, top, tonumber(ARGV[3]))
+if top == 0 then return 1 end
+return 0
+`)
+
+// refreshScript renews a node's claims in a room and sweeps the users
+// whose every claim has expired (their nodes died).
+//
+// KEYS: presence, entries. ARGV: node, ttl ms, then user, name pairs.
+// Returns the swept users as user, name pairs: whoever runs the sweep
+// announces their leave, and only one node can sweep a user.
+var refreshScript = redis.NewScript(luaCommon + luaPresence + `
+local now, ttl = now_ms(), tonumber(ARGV[2])
+for i = 3, #ARGV, 2 do
+  local user = ARGV[i]
+  local e, top = load(KEYS[2], user, now)
+  if not e then e = {e = {}} end
+  e.n = ARGV[i + 1]
+  e.e[ARGV[1]] = now + ttl
+  if now + ttl > top then top = now + ttl end
+  store(KEYS[1], KEYS[2], user, e, top, ttl)
+end
+local left = {}
+for _, user in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)) do
+  local e, top = load(KEYS[2], user, now)
+  local name = user
+  if e and e.n then name = e.n end
+  store(KEYS[1], KEYS[2], user, e, top, ttl)
+  if top == 0 then
+    table.insert(left, user)
+    table.insert(left, name)
+  end
+end
+return left
+`)
+
+// membersScript lists the users with a live claim.
+//
+// KEYS: presence, entries. Returns user, name pairs.
+var membersScript = redis.NewScript(luaCommon + luaPresence + `
+local now = now_ms()
+local out = {}
+for _, user in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')) do
+  local raw = redis.call('HGET', KEYS[2], user)
+  local name = user
+  if raw then
+    local e = cjson.decode(raw)
+    if e.n then name = e.n end
+  end
+  table.insert(out, user)
+  table.insert(out, name)
+end
+return out
+`)

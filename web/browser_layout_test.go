@@ -7,6 +7,7 @@ package web_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/chromedp/chromedp"
@@ -142,4 +143,128 @@ func TestBrowserHistoryPaging(t *testing.T) {
 	p.checkMessages(texts, from, "Kim")
 	p.waitFor("the end of the history", `!window.__test.visible("load-older")`, waitShort)
 	p.screenshot("history")
+}
+
+// TestBrowserModules checks the page's pure functions in the browser that
+// runs them: id comparison (ids compare as numbers, part by part, never
+// as strings or floats), where a message goes in a sorted list, and the
+// backoff's bounds.
+func TestBrowserModules(t *testing.T) {
+	n := startNode(t, server.Config{})
+	p := openPage(t, "modules", n.URL(), desktop)
+	p.waitFor("the page", `document.querySelector('script[type=module]') !== null`, waitShort)
+	importModule := func(name string) string {
+		return fmt.Sprintf(`await import(document.querySelector('script[type=module]').src.replace("app.js", %q))`, name)
+	}
+	run := func(body string) string {
+		v, err := chromedp.Run(p.ctx, chromedp.Evaluate[string](`(async () => { const ids = `+importModule("ids.js")+`;
+			const client = `+importModule("client.js")+`; `+body+` })()`, chromedp.EvalAwaitPromise))
+		if err != nil {
+			p.fatalf("%s: %v", body, err)
+		}
+		return v
+	}
+
+	compare := []struct {
+		a, b string
+		want int
+	}{
+		{"1-0", "1-0", 0},
+		{"9-5", "10-0", -1},
+		{"10-0", "9-5", 1},
+		{"9-9", "9-10", -1},
+		{"0-0", "1-0", -1},
+		{"1700000000000-3", "1700000000000-12", -1},
+		{"9007199254740993-0", "9007199254740992-0", 1}, // beyond a float's precision
+		{"1-18446744073709551616", "1-18446744073709551615", 1},
+		{"01-0", "1-0", 0},
+	}
+	for _, c := range compare {
+		got := run(fmt.Sprintf(`return String(ids.compareIds(%q, %q));`, c.a, c.b))
+		if got != fmt.Sprint(c.want) {
+			t.Errorf("compareIds(%s, %s) = %s, want %d", c.a, c.b, got, c.want)
+		}
+	}
+	if got := run(`try { ids.compareIds("1.5", "1-0"); return "no error"; } catch (e) { return e.name; }`); got != "TypeError" {
+		t.Errorf("compareIds of a non-id: %s, want TypeError", got)
+	}
+	if got := run(`return String(ids.maxId(null, "2-0")) + " " + ids.maxId("10-0", "9-0") + " " + ids.maxId("3-1", null);`); got != "2-0 10-0 3-1" {
+		t.Errorf("maxId: %s", got)
+	}
+	list := `[{id: "1-0"}, {id: "1-5"}, {id: "10-0"}]`
+	for id, want := range map[string]string{"0-9": "0 false", "1-5": "1 true", "2-0": "2 false", "11-0": "3 false"} {
+		got := run(fmt.Sprintf(`const r = ids.insertionIndex(%s, %q); return r.index + " " + r.found;`, list, id))
+		if got != want {
+			t.Errorf("insertionIndex(%s) = %s, want %s", id, got, want)
+		}
+	}
+	// Full jitter: [0, min(30 s, 0.5 s · 2^attempt)).
+	for attempt, want := range map[int]string{0: "0 499", 1: "0 999", 3: "0 3999", 6: "0 29999", 40: "0 29999"} {
+		got := run(fmt.Sprintf(`return client.backoffDelay(%d, () => 0) + " " + client.backoffDelay(%d, () => 0.99999999);`, attempt, attempt))
+		if got != want {
+			t.Errorf("backoffDelay(%d) spans %s, want %s", attempt, got, want)
+		}
+	}
+	if got := run(`return String(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/.test(client.newCid()));`); got != "true" {
+		t.Errorf("newCid is not a UUID v4")
+	}
+}
+
+// TestBrowserKeyboard: the page in the order a keyboard visits it, and a
+// room switch, a message and a leave with keys alone.
+func TestBrowserKeyboard(t *testing.T) {
+	n := startNode(t, server.Config{})
+	p := openPage(t, "lee", n.URL(), desktop)
+	p.signInDev("Lee")
+	p.typeKeys("one\r")
+	p.waitJoined("one")
+	p.do("focus the room box", chromedp.Focus(chromedp.ID("room-input")))
+	p.typeKeys("two\r")
+	p.waitJoined("two")
+
+	// Tab round the page (the browser's own controls sit between the last
+	// element and the first).
+	const focusName = `(() => { const e = document.activeElement; if (!e || e === document.body) return "";
+		return e.id || e.getAttribute("aria-label") || e.textContent.trim(); })()`
+	var order []string
+	for i := 0; i < 14; i++ {
+		p.typeKeys("\t")
+		order = append(order, eval[string](p, focusName))
+	}
+	want := []string{"Skip to the message box", "signout", "room-input", "Join", "#one", "Leave #one", "#two", "Leave #two", "messages", "composer-input", "send"}
+	if i := slices.Index(order, want[0]); i < 0 || len(order) < i+len(want) || !slices.Equal(order[i:i+len(want)], want) {
+		t.Errorf("tab order %q, want %q", order, want)
+	}
+
+	// The skip link lands in the message box.
+	for i := 0; eval[string](p, focusName) != want[0]; i++ {
+		if i > 20 {
+			p.fatalf("Tab never reaches the skip link")
+		}
+		p.typeKeys("\t")
+	}
+	p.typeKeys("\r")
+	p.waitFor("the focus in the message box", `document.activeElement?.id === "composer-input"`, waitShort)
+	p.typeKeys("in two\r")
+	p.waitTexts("the message", []string{"in two"}, waitShort)
+
+	// Shift+Tab back to #one's button, Enter shows it.
+	for eval[string](p, focusName) != "#one" {
+		p.typeKeys("\t", chromedp.ModifierShift)
+	}
+	p.typeKeys("\r")
+	p.waitFor("#one", `document.getElementById("room-title").textContent === "#one" &&
+		document.querySelector('#room-list li[data-room="one"] .room-button').getAttribute("aria-current") === "true"`, waitShort)
+	// Tab to its leave button, Enter leaves, and #two comes back.
+	p.typeKeys("\t")
+	if f := eval[string](p, focusName); f != "Leave #one" {
+		p.fatalf("after #one the focus is on %q", f)
+	}
+	p.typeKeys("\r")
+	p.waitFor("#two shown", `document.getElementById("room-title").textContent === "#two" && !document.querySelector('#room-list li[data-room="one"]')`, waitShort)
+	p.waitTexts("#two's message", []string{"in two"}, waitShort)
+	if f := eval[string](p, focusName); f == "" {
+		p.fatalf("the focus was lost after leaving a room")
+	}
+	p.screenshot("keyboard")
 }

@@ -310,9 +310,19 @@ function joinRoom(name) {
 }
 
 function leaveRoom(name) {
+  if (!rooms.has(name)) return;
+  client?.leave(name);
+  dropRoom(name, { moveFocus: true });
+}
+
+/**
+ * dropRoom takes a room off the page: the user left it, the server
+ * refused the join, or a refreshed token no longer allows it. Another
+ * room is shown in its place.
+ */
+function dropRoom(name, { moveFocus = false } = {}) {
   const r = rooms.get(name);
   if (!r) return;
-  client?.leave(name);
   r.item?.li.remove();
   rooms.delete(name);
   if (active === name) {
@@ -320,7 +330,7 @@ function leaveRoom(name) {
     active = null;
     const next = rooms.keys().next();
     setActive(next.done ? null : next.value, { focusComposer: false });
-    (next.done ? el.roomInput : el.roomList.querySelector(".room-button"))?.focus();
+    if (moveFocus) (next.done ? el.roomInput : el.roomList.querySelector(".room-button"))?.focus();
   } else {
     for (const room of rooms.values()) updateRoomItem(room);
   }
@@ -624,18 +634,7 @@ function onError(e) {
       else setUnsentState(r, e.cid, "failed", e.code);
     }
   }
-  if (e.kind === "join" && !e.retrying && rooms.has(e.room)) {
-    const r = rooms.get(e.room);
-    r.item?.li.remove();
-    rooms.delete(e.room);
-    if (active === e.room) {
-      r.list.remove();
-      active = null;
-      const next = rooms.keys().next();
-      setActive(next.done ? null : next.value, { focusComposer: false });
-    }
-    persistRooms();
-  }
+  if (e.kind === "join" && !e.retrying) dropRoom(e.room);
   if (e.kind === "history") {
     const r = rooms.get(e.room);
     if (r) {
@@ -740,6 +739,12 @@ function startSession(s) {
   on("error", onError);
   on("notice", (n) => showAlert(n.message, { sticky: n.code === "policy" }));
   on("disconnected", onDisconnected);
+  on("left", ({ room, byServer }) => {
+    // A `left` nobody asked for: a refreshed token no longer allows the room.
+    if (!byServer || !rooms.has(room)) return;
+    dropRoom(room);
+    showAlert(`You are no longer allowed in #${room}.`);
+  });
   on("draining", () => {
     // A close 1001 follows; the client reconnects when the server said.
     setStatus("reconnecting", "Server restarting…");

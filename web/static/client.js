@@ -451,9 +451,14 @@ export class ChatClient extends EventTarget {
         this.emit("joined", msg);
         break;
       }
-      case "left":
-        this.emit("left", msg);
+      case "left": {
+        // Without a ref the server removed us (a refreshed token no
+        // longer allows the room): do not rejoin it after a drop.
+        const byServer = !meta;
+        if (byServer) this.rooms.delete(msg.room);
+        this.emit("left", { ...msg, byServer });
         break;
+      }
       case "message":
         if (!this.rooms.has(msg.room)) break;
         this.seen(msg);

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 
 	"github.com/chatd/chatd/internal/auth"
@@ -102,6 +103,16 @@ func TestBrowserPhone(t *testing.T) {
 	}, waitShort)
 	p.checkFits()
 	p.screenshot("after-leave")
+
+	// The dark theme follows the system's.
+	p.do("prefer dark", chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := chromedp.Call(ctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
+			Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: "dark"}},
+		})
+		return err
+	}))
+	p.waitFor("the dark theme", `getComputedStyle(document.body).backgroundColor === "rgb(21, 24, 28)"`, waitShort)
+	p.screenshot("dark")
 }
 
 // TestBrowserHistoryPaging: a room with 130 messages shows the newest 50;
@@ -267,4 +278,18 @@ func TestBrowserKeyboard(t *testing.T) {
 		p.fatalf("the focus was lost after leaving a room")
 	}
 	p.screenshot("keyboard")
+
+	// A reload keeps the session and the rooms (sessionStorage, this tab
+	// only); signing out forgets both.
+	p.do("reload", chromedp.Reload())
+	p.waitFor("the connection after a reload", `window.__test.status() === "connected"`, waitShort)
+	p.waitJoined("two")
+	p.waitTexts("#two's history", []string{"in two"}, waitShort)
+	p.do("sign out", chromedp.Click(chromedp.ID("signout")))
+	p.waitFor("the sign-in form", `window.__test.visible("dev-form") && !window.__test.visible("chat") &&
+		document.getElementById("status-text").textContent === "Signed out"`, waitShort)
+	if left := eval[int](p, `sessionStorage.length`); left != 0 {
+		p.fatalf("%d items left in sessionStorage after signing out", left)
+	}
+	waitUntil(t, "the connection to close", func() bool { return n.srv.Connections() == 0 }, waitShort)
 }

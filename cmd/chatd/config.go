@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"regexp"
 	"sort"
@@ -295,6 +296,12 @@ func (cfg *config) finish() error {
 	if s.NodeID == "" {
 		s.NodeID = defaultNodeID()
 	}
+	if strings.ContainsAny(s.NodeID, "{}") {
+		return fmt.Errorf("%s %q must not contain { or }", setting("node-id"), s.NodeID)
+	}
+	if err := checkRedisURL(cfg.redisURL, cfg.redisCluster); err != nil {
+		return err
+	}
 	return validateServer(*s)
 }
 
@@ -342,5 +349,7 @@ func defaultNodeID() string {
 	if err != nil || host == "" {
 		host = "chatd"
 	}
-	return host + "-" + strconv.FormatInt(time.Now().UnixNano()%46656, 36)
+	// A random suffix: two nodes started at once on hosts of one name
+	// (containers) must not share an id, or they share presence claims.
+	return host + "-" + strconv.FormatUint(rand.Uint64()%(36*36*36*36), 36)
 }

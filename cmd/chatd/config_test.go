@@ -166,6 +166,8 @@ func TestEverySetting(t *testing.T) {
 			e["CHATD_TLS_KEY"] = cases[5].value
 		case "tls-key":
 			e["CHATD_TLS_CERT"] = cases[4].value
+		case "redis-cluster":
+			e["CHATD_REDIS_URL"] = "redis://127.0.0.1:6379"
 		}
 		return e
 	}

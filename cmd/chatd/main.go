@@ -18,7 +18,6 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/chatd/chatd/internal/hub"
 	"github.com/chatd/chatd/internal/server"
 )
 
@@ -74,13 +73,13 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 
 func serve(ctx context.Context, cfg *config, log zerolog.Logger) error {
 	raiseOpenFileLimit(&cfg.srv, log)
-	if cfg.redisURL != "" || cfg.redisCluster {
-		return errors.New("the Redis broker is not part of this build yet; run without -redis (CHATD_REDIS_URL) for a single node")
+	be, err := newBackend(cfg, log)
+	if err != nil {
+		return err
 	}
-	broker := hub.NewMemoryBroker(hub.RetentionConfig{Size: cfg.historySize, TTL: cfg.historyTTL})
-	defer broker.Close()
+	defer be.Close()
 
-	srv, err := server.New(cfg.srv, server.Deps{Broker: broker, Logger: log, Web: webHandler()})
+	srv, err := server.New(cfg.srv, server.Deps{Broker: be.broker, UserLimiter: be.limiter, Logger: log, Web: webHandler()})
 	if err != nil {
 		return err
 	}
@@ -95,7 +94,7 @@ func serve(ctx context.Context, cfg *config, log zerolog.Logger) error {
 	if cfg.tlsCert != "" {
 		scheme = "https"
 	}
-	log.Info().Str("addr", ln.Addr().String()).Str("node", cfg.srv.NodeID).Str("broker", "memory").
+	log.Info().Str("addr", ln.Addr().String()).Str("node", cfg.srv.NodeID).Str("broker", be.kind).
 		Msgf("chatd listening: %s://%s", scheme, displayAddr(ln.Addr()))
 	return srv.Serve(ctx, ln, cfg.tlsCert, cfg.tlsKey)
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 
@@ -110,6 +111,11 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s.metrics = newMetrics(cfg.NodeID,
 		func() float64 { return float64(s.hub.Deliveries()) },
 		func() float64 { return float64(s.hub.Rooms()) })
+	if c, ok := deps.Broker.(prometheus.Collector); ok {
+		// A broker with metrics of its own (Redis) reports them here,
+		// labelled with the node like the rest.
+		prometheus.WrapRegistererWith(prometheus.Labels{"node": cfg.NodeID}, s.metrics.reg).MustRegister(c)
+	}
 	s.acceptOpts = &ws.AcceptOptions{
 		Options: ws.Options{
 			ReadLimit:    cfg.ReadLimit,

@@ -414,8 +414,12 @@ func (s *session) send(ctx context.Context, cmd protocol.Command, now time.Time)
 	defer cancel()
 	d, err := s.srv.userLimiter.Allow(ctx, s.member.User)
 	if err != nil {
-		s.brokerError(cmd.Ref, "ratelimit", cmd.Room, err)
-		return
+		// The shared limit could not decide (Redis down): let the message
+		// through, as ratelimit.UserLimiter asks; the connection's own
+		// bucket still bounds it, and the publish answers unavailable
+		// itself if Redis is gone.
+		s.log.Debug().Err(err).Msg("user rate limit undecided; allowing")
+		d.Allowed = true
 	}
 	if !d.Allowed {
 		s.srv.metrics.rateLimited.WithLabelValues("user").Inc()

@@ -120,7 +120,7 @@ func TestBrowserPolicyClose(t *testing.T) {
 // new token rejoins with since: what was said meanwhile appears.
 func TestBrowserTokenExpiry(t *testing.T) {
 	n := startNode(t, server.Config{Auth: auth.Config{Secret: testSecret}})
-	p := signInWithToken(t, n, "erin", n.token(auth.TokenSpec{Subject: "erin", Name: "Erin", TTL: 8 * time.Second}), desktop)
+	p := signInWithToken(t, n, "erin", n.token(auth.TokenSpec{Subject: "erin", Name: "Erin", TTL: 12 * time.Second}), desktop)
 	p.waitFor("the focus in the room box", `document.activeElement?.id === "room-input"`, waitShort)
 	p.typeKeys("lobby\r")
 	p.waitJoined("lobby")
@@ -149,9 +149,9 @@ func TestBrowserTokenExpiry(t *testing.T) {
 // TestBrowserTokenRefresh: where the page can get a new token (dev mode),
 // it sends refresh before exp, and the connection outlives the first
 // token. The server's token clock is set back so that its hour-long dev
-// tokens expire 9 s from now, which keeps the test short.
+// tokens expire 12 s from now, which keeps the test short.
 func TestBrowserTokenRefresh(t *testing.T) {
-	const left = 9 * time.Second
+	const left = 12 * time.Second
 	cfg := server.Config{Auth: auth.Config{Now: func() time.Time { return time.Now().Add(left - time.Hour) }}}
 	n := startNode(t, cfg) // dev mode
 	start := time.Now()
@@ -175,6 +175,7 @@ func TestBrowserTokenRefresh(t *testing.T) {
 	if a := eval[string](p, `window.__test.alert()`); a != "" {
 		p.fatalf("alert after a refresh: %q", a)
 	}
+	p.screenshot("refreshed")
 }
 
 // TestBrowserDrain: a node that shuts down sends draining and closes with
@@ -191,6 +192,7 @@ func TestBrowserDrain(t *testing.T) {
 
 	n.drain()
 	p.waitFor("the page to see the drain", `window.__test.status() !== "connected"`, waitShort)
+	p.screenshot("drained")
 	n.start(n.addr) // the next node: a new process, with a new dev secret
 	p.waitFor("the reconnection", `window.__test.status() === "connected"`, waitLong)
 	p.waitJoined("lobby")
@@ -200,6 +202,7 @@ func TestBrowserDrain(t *testing.T) {
 	if !containsString(log, "Server restarting…") {
 		t.Errorf("the status line never said the server was restarting: %q", log)
 	}
+	p.screenshot("reconnected")
 }
 
 func containsString(list []string, s string) bool {

@@ -219,6 +219,7 @@ func TestBrowserModules(t *testing.T) {
 	if got := run(`return String(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/.test(client.newCid()));`); got != "true" {
 		t.Errorf("newCid is not a UUID v4")
 	}
+	p.screenshot("signin") // the page these ran in: the sign-in form
 }
 
 // TestBrowserKeyboard: the page in the order a keyboard visits it, and a

@@ -33,7 +33,7 @@ func benchServerConn(b *testing.B, compress, drain bool) (*Conn, *rawConn) {
 	ready := make(chan *Conn, 1)
 	ts := startServer(b, echoOpts(), func(c *Conn) error {
 		ready <- c
-		<-c.closed
+		<-c.closed()
 		return nil
 	})
 	offer := ""
@@ -86,6 +86,31 @@ func BenchmarkWritePrepared(b *testing.B) {
 				}
 			})
 		}
+	}
+}
+
+// BenchmarkWritePreparedBatch: a batch of queued messages in one call, as
+// a session's writer sends what piled up; small ones are coalesced into
+// one write, large ones go out with writev.
+func BenchmarkWritePreparedBatch(b *testing.B) {
+	for _, s := range []struct {
+		name string
+		n    int
+	}{{"8x200B", 200}, {"8x8KiB", 8 << 10}} {
+		b.Run(s.name, func(b *testing.B) {
+			c, _ := benchServerConn(b, false, true)
+			pms := make([]*PreparedMessage, 8)
+			for i := range pms {
+				pms[i] = NewPreparedMessage(Text, pattern(s.n))
+			}
+			b.SetBytes(int64(8 * s.n))
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := c.WritePrepared(pms...); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 

@@ -53,6 +53,7 @@ func (c *Conn) awaitClose() {
 			poll.Stop()
 		}
 	}()
+	var closed <-chan struct{}
 	for {
 		if c.readMu.TryLock() {
 			if c.readErr == nil {
@@ -68,9 +69,10 @@ func (c *Conn) awaitClose() {
 		}
 		if poll == nil {
 			poll = time.NewTicker(closePoll)
+			closed = c.closed()
 		}
 		select {
-		case <-c.closed:
+		case <-closed:
 			return
 		case <-poll.C:
 			// The reader may have returned without calling again.

@@ -103,16 +103,16 @@ type Conn struct {
 	writeErr  error  // guarded by writeMu; sticky once set
 	closeSent bool   // guarded by writeMu
 
-	// closeRecv is closed when the reader has seen the peer's close frame
-	// (or the connection ended), which is what Close waits for.
-	closeRecv     chan struct{}
-	closeRecvOnce sync.Once
 	// localClose is the close this side sent first, if it did.
 	localClose atomic.Pointer[CloseError]
 	// cause is why the transport was closed from our side (pong timeout).
-	cause     atomic.Pointer[error]
-	ncClosed  sync.Once
-	closed    chan struct{} // closed when the transport is
+	cause    atomic.Pointer[error]
+	ncClosed sync.Once
+	// done is closed when the transport is. It is made only when someone
+	// waits for it (Close), to keep idle connections small.
+	doneMu    sync.Mutex
+	done      chan struct{} // guarded by doneMu
+	isDone    bool          // guarded by doneMu
 	keepalive *keepalive
 }
 
@@ -122,8 +122,6 @@ func newConn(nc net.Conn, server bool, buffered []byte, opts Options, subprotoco
 		server:      server,
 		opts:        opts,
 		subprotocol: subprotocol,
-		closeRecv:   make(chan struct{}),
-		closed:      make(chan struct{}),
 	}
 	c.raw = rawConnOf(nc)
 	c.rawReadFn = c.rawRead
@@ -193,12 +191,27 @@ func (c *Conn) closeTransport(cause error) {
 			c.keepalive.stop()
 		}
 		_ = c.nc.Close()
-		c.signalCloseRecv()
-		close(c.closed)
+		c.doneMu.Lock()
+		c.isDone = true
+		if c.done != nil {
+			close(c.done)
+		}
+		c.doneMu.Unlock()
 	})
 }
 
-func (c *Conn) signalCloseRecv() { c.closeRecvOnce.Do(func() { close(c.closeRecv) }) }
+// closed returns a channel that is closed once the transport is.
+func (c *Conn) closed() <-chan struct{} {
+	c.doneMu.Lock()
+	defer c.doneMu.Unlock()
+	if c.done == nil {
+		c.done = make(chan struct{})
+		if c.isDone {
+			close(c.done)
+		}
+	}
+	return c.done
+}
 
 // Buffer pools: an idle connection holds neither a read nor a write buffer.
 

@@ -401,7 +401,7 @@ func TestWriteTimeout(t *testing.T) {
 		t.Fatalf("next write: %v, want the same error", err)
 	}
 	select {
-	case <-c.closed:
+	case <-c.closed():
 	case <-time.After(10 * time.Second):
 		t.Fatal("transport not closed after the failed write")
 	}

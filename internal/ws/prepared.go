@@ -71,8 +71,9 @@ func (pm *PreparedMessage) frameFor(c *Conn) (frame []byte, compressed bool) {
 	return pm.plainFrame(), false
 }
 
-// WritePrepared writes the messages in order, with a single system call
-// on a server's TCP connection.
+// WritePrepared writes the messages in order; on a server connection with
+// a single write (a batch of small frames is copied into one buffer, a
+// larger one goes out with writev).
 func (c *Conn) WritePrepared(pms ...*PreparedMessage) error {
 	if c.server {
 		// Build (and compress) outside the lock: only the first
@@ -99,6 +100,32 @@ func (c *Conn) WritePrepared(pms ...*PreparedMessage) error {
 			}
 		}
 		return nil
+	}
+	switch len(pms) {
+	case 0:
+		return nil
+	case 1:
+		// The frame is contiguous already: write it as it is.
+		frame, _ := pms[0].frameFor(c)
+		return c.netWriteLocked(frame)
+	}
+	total := 0
+	for _, pm := range pms {
+		frame, _ := pm.frameFor(c)
+		total += len(frame)
+	}
+	if total <= writeBufferSize {
+		// Copied into one pooled buffer: one write, nothing kept.
+		bp := getWriteBuffer()
+		b := *bp
+		for _, pm := range pms {
+			frame, _ := pm.frameFor(c)
+			b = append(b, frame...)
+		}
+		err := c.netWriteLocked(b)
+		*bp = b
+		putWriteBuffer(bp)
+		return err
 	}
 	c.w.vec = c.w.vec[:0]
 	for _, pm := range pms {

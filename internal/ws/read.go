@@ -33,8 +33,6 @@ type reader struct {
 
 	src  deflateSource // feeds the decompressor
 	dict []byte        // the peer's window, kept only with read takeover
-
-	ctrl [maxControlPayload]byte
 }
 
 // ReadMessage reads the next data message, appending its payload to dst,
@@ -375,8 +373,9 @@ func (c *Conn) handleControl(h header) error {
 	if err := c.fill(n); err != nil {
 		return err
 	}
-	p := r.ctrl[:n]
-	copy(p, r.buf[r.start:r.start+n])
+	// Unmasked in place: the payload is consumed here, before the buffer
+	// is read into again.
+	p := r.buf[r.start : r.start+n]
 	r.start += n
 	if h.masked {
 		maskBytes(h.key, p)
@@ -411,7 +410,6 @@ func (c *Conn) handleCloseFrame(p []byte) error {
 	}
 	// Echo the peer's code, unless we started the close ourselves.
 	_, _ = c.writeClose(remote.Code, "", false)
-	c.signalCloseRecv()
 	if c.server {
 		// §7.1.1: the server closes the TCP connection first.
 		c.lingerClose()
@@ -470,7 +468,6 @@ func (c *Conn) readFailed(err error) error {
 	var pe *protocolError
 	if errors.As(err, &pe) {
 		_, _ = c.writeClose(pe.code, pe.msg, true)
-		c.signalCloseRecv()
 		c.lingerClose()
 		return &CloseError{Code: pe.code, Reason: pe.msg, Err: pe}
 	}

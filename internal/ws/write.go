@@ -187,26 +187,25 @@ func (c *Conn) writeFrameLocked(fin, rsv1 bool, op opcode, p []byte) error {
 	}
 }
 
-// writevLocked writes the buffers with one system call on TCP connections.
-// Elsewhere (TLS), small batches are coalesced so that they become one
-// record rather than one per frame.
+// writevLocked writes the buffers as one write. Up to writeBufferSize in
+// all, they are copied into a pooled buffer: one plain write, and nothing
+// kept per connection. Larger ones go out with writev, uncopied (the
+// vector is kept for the next time; the frames it held are cleared).
 func (c *Conn) writevLocked(bufs ...[]byte) error {
-	if c.raw == nil {
-		total := 0
-		for _, b := range bufs {
-			total += len(b)
+	total := 0
+	for _, b := range bufs {
+		total += len(b)
+	}
+	if total <= writeBufferSize {
+		bp := getWriteBuffer()
+		b := *bp
+		for _, p := range bufs {
+			b = append(b, p...)
 		}
-		if total <= writeBufferSize {
-			bp := getWriteBuffer()
-			b := *bp
-			for _, p := range bufs {
-				b = append(b, p...)
-			}
-			err := c.netWriteLocked(b)
-			*bp = b
-			putWriteBuffer(bp)
-			return err
-		}
+		err := c.netWriteLocked(b)
+		*bp = b
+		putWriteBuffer(bp)
+		return err
 	}
 	c.w.vec = append(c.w.vec[:0], bufs...)
 	c.w.bufs = c.w.vec

@@ -66,11 +66,13 @@ func (l trackingListener) Accept() (net.Conn, error) {
 type clusterOpts struct {
 	userRate  float64
 	userBurst int
+	sendRate  float64 // per connection; default 1000/s
+	quiet     bool    // logs nowhere (benchmarks)
 }
 
 // startNodes starts n nodes on the Redis at url, with a key prefix of
 // their own.
-func startNodes(t *testing.T, url string, isCluster bool, n int, opts clusterOpts) []*node {
+func startNodes(t testing.TB, url string, isCluster bool, n int, opts clusterOpts) []*node {
 	t.Helper()
 	prefix := redistest.Prefix(t)
 	var nodes []*node
@@ -83,9 +85,12 @@ func startNodes(t *testing.T, url string, isCluster bool, n int, opts clusterOpt
 	return nodes
 }
 
-func startNode(t *testing.T, url string, isCluster bool, id, prefix string, opts clusterOpts) *node {
+func startNode(t testing.TB, url string, isCluster bool, id, prefix string, opts clusterOpts) *node {
 	t.Helper()
 	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel).With().Str("node", id).Logger()
+	if opts.quiet {
+		log = zerolog.Nop()
+	}
 	client, err := redisbroker.NewClient(url, isCluster)
 	if err != nil {
 		t.Fatal(err)
@@ -120,6 +125,10 @@ func startNode(t *testing.T, url string, isCluster bool, id, prefix string, opts
 		UpgradeBurst: 1000,
 		DrainWindow:  100 * time.Millisecond,
 		DrainTimeout: 2 * time.Second,
+	}
+	if opts.sendRate > 0 {
+		cfg.SendRate, cfg.SendBurst = opts.sendRate, int(opts.sendRate)
+		cfg.CommandRate, cfg.CommandBurst = opts.sendRate, int(opts.sendRate)
 	}
 	rate, burst := 1000.0, 1000
 	if opts.userRate > 0 {
@@ -181,12 +190,12 @@ func (nd *node) ready() error {
 	return nil
 }
 
-func (nd *node) waitReady(t *testing.T) {
+func (nd *node) waitReady(t testing.TB) {
 	t.Helper()
 	waitFor(t, nd.id+" ready", func() error { return nd.ready() })
 }
 
-func waitFor(t *testing.T, what string, cond func() error) {
+func waitFor(t testing.TB, what string, cond func() error) {
 	t.Helper()
 	deadline := time.Now().Add(wait)
 	for {
@@ -209,7 +218,7 @@ func (e event) str(k string) string { s, _ := e[k].(string); return s }
 // client is a WebSocket client of one node; a goroutine reads its events
 // into a channel until the connection ends.
 type client struct {
-	t      *testing.T
+	t      testing.TB
 	user   string
 	conn   *ws.Conn
 	events chan event
@@ -217,7 +226,7 @@ type client struct {
 	err    error         // why, set before done is closed
 }
 
-func token(t *testing.T, user string) string {
+func token(t testing.TB, user string) string {
 	t.Helper()
 	s, err := auth.NewSigner(auth.Config{Secret: secret})
 	if err != nil {
@@ -230,7 +239,7 @@ func token(t *testing.T, user string) string {
 	return tok
 }
 
-func dial(t *testing.T, nd *node, user string) *client {
+func dial(t testing.TB, nd *node, user string) *client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()

@@ -2,6 +2,9 @@
 // conformance suites (Autobahn and the like) and interop tests at chatd's
 // WebSocket implementation. It serves every path and echoes each text or
 // binary message back unchanged, with the same opcode.
+//
+//	wsecho -addr 127.0.0.1:9001              # permessage-deflate offered by the client is accepted
+//	wsecho -addr 127.0.0.1:9001 -deflate=false
 package main
 
 import (
@@ -9,6 +12,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log"
 	"net"
 	"net/http"
@@ -21,42 +25,86 @@ import (
 )
 
 func main() {
-	addr := flag.String("addr", "127.0.0.1:9001", "listen address, host:port")
-	deflate := flag.Bool("deflate", true, "negotiate permessage-deflate when the client offers it")
-	readLimit := flag.Int64("read-limit", 64<<20, "largest message accepted, in bytes")
-	flag.Parse()
-
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *addr, *deflate, *readLimit); err != nil {
+	cfg, err := parseFlags(os.Args[1:], os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "wsecho:", err)
+		os.Exit(2)
+	}
+	if err := serve(ctx, cfg, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "wsecho:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, addr string, deflate bool, readLimit int64) error {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w (choose another -addr)", addr, err)
+// config is what the flags say.
+type config struct {
+	addr      string
+	deflate   bool
+	readLimit int64
+}
+
+func parseFlags(args []string, stderr io.Writer) (config, error) {
+	var cfg config
+	fs := flag.NewFlagSet("wsecho", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&cfg.addr, "addr", "127.0.0.1:9001", "listen address, host:port (port 0 picks a free one)")
+	fs.BoolVar(&cfg.deflate, "deflate", true, "negotiate permessage-deflate when the client offers it")
+	// Autobahn's case 9 sends messages of 16 MiB.
+	fs.Int64Var(&cfg.readLimit, "read-limit", 64<<20, "largest message accepted, in bytes")
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
 	}
-	log.Printf("wsecho: serving on ws://%s (permessage-deflate %v)", ln.Addr(), deflate)
-	srv := &http.Server{Handler: Handler(deflate, readLimit), ReadHeaderTimeout: 10 * time.Second}
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if cfg.readLimit <= 0 {
+		return cfg, fmt.Errorf("-read-limit must be positive, not %d", cfg.readLimit)
+	}
+	if _, _, err := net.SplitHostPort(cfg.addr); err != nil {
+		return cfg, fmt.Errorf("-addr %q: %w", cfg.addr, err)
+	}
+	return cfg, nil
+}
+
+// serve serves until ctx ends. It logs the address it listens on (useful
+// with port 0) to stderr.
+func serve(ctx context.Context, cfg config, stderr io.Writer) error {
+	ln, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w (choose another -addr)", cfg.addr, err)
+	}
+	logger := log.New(stderr, "", log.LstdFlags)
+	logger.Printf("wsecho: serving on ws://%s (permessage-deflate %v, read limit %d bytes)", ln.Addr(), cfg.deflate, cfg.readLimit)
+	srv := &http.Server{
+		Handler:           Handler(cfg.deflate, cfg.readLimit),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          logger,
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
 	case err := <-errc:
 		return err
 	case <-ctx.Done():
+		// Shutdown does not wait for hijacked (WebSocket) connections;
+		// they end with the process.
 		shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 			return err
 		}
+		<-errc
 		return nil
 	}
 }
 
-// Handler returns the echo handler.
+// Handler returns the echo handler: every path, any origin, compression
+// when deflate and the client offers it, messages up to readLimit bytes.
 func Handler(deflate bool, readLimit int64) http.Handler {
 	opts := &ws.AcceptOptions{
 		Options:     ws.Options{ReadLimit: readLimit},
@@ -66,12 +114,13 @@ func Handler(deflate bool, readLimit int64) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, err := ws.Accept(w, r, opts)
 		if err != nil {
-			return
+			return // Accept answered the refusal
 		}
 		echo(c)
 	})
 }
 
+// echo sends every message back with its type until the connection ends.
 func echo(c *ws.Conn) {
 	// ReadMessage closes the connection when it fails; a failed write
 	// (a peer that stopped reading) must not leave it open either.

@@ -46,7 +46,7 @@ type shard struct {
 	catchup chan struct{} // the catch-up has work; capacity 1
 	done    chan struct{} // closed when run returns
 
-	dmu sync.Mutex // serialises deliveries; guards roomSub.last, lastKnown
+	dmu sync.Mutex // serialises deliveries; guards roomSub.last, lastKnown; taken before mu, never after
 
 	mu        sync.Mutex
 	rooms     map[string]*roomSub // by channel
@@ -72,6 +72,7 @@ type roomSub struct {
 	inflight int  // commands sent on this connection and not yet confirmed
 	live     bool // confirmed and caught up: pub/sub deliveries go straight through
 	queued   bool // waiting for its catch-up
+	fromTail bool // unsubscribed on the wire since its last catch-up: start again at the stream's end
 	waiters  []chan error
 	buffered []payload // what pub/sub brought while it was being caught up
 
@@ -273,7 +274,11 @@ func (sh *shard) command(g *generation) {
 				rs.inflight++
 				sub = append(sub, ch)
 			case !rs.wanted && rs.sent:
-				rs.sent, rs.live = false, false
+				// What is published from now on is not this node's
+				// business until it subscribes again; a new
+				// subscription then starts where the stream ends, like
+				// the first one (the joining members read the history).
+				rs.sent, rs.live, rs.fromTail = false, false, true
 				rs.inflight++
 				unsub = append(unsub, ch)
 			case !rs.wanted && rs.inflight == 0:
@@ -357,17 +362,23 @@ func (sh *shard) dispatch(m *redis.Message) {
 		sh.mu.Unlock()
 		return
 	}
+	wanted := rs.wanted
 	sh.mu.Unlock()
 	sh.dmu.Lock()
-	sh.deliver(rs, p)
+	sh.deliver(rs, p, wanted)
 	sh.dmu.Unlock()
 }
 
 // deliver hands one payload of rs's room to the handler; a message at or
 // before the last one delivered is a duplicate (a catch-up already
-// delivered it) and is dropped. The caller holds dmu.
-func (sh *shard) deliver(rs *roomSub, p payload) {
+// delivered it) and is dropped. A room the hub no longer wants (its
+// unsubscribe is on its way) only has its last id noted. The caller
+// holds dmu.
+func (sh *shard) deliver(rs *roomSub, p payload, wanted bool) {
 	h := sh.b.getHandler()
+	if !wanted {
+		h = nil
+	}
 	switch p.kind {
 	case kindMessage:
 		if rs.lastKnown && p.id.Compare(rs.last) <= 0 {
@@ -422,6 +433,13 @@ func (sh *shard) catchUp(ctx context.Context, batch []*roomSub) error {
 	pipe := sh.b.client.Pipeline()
 	cmds := make([]*redis.XMessageSliceCmd, len(batch))
 	sh.dmu.Lock()
+	sh.mu.Lock()
+	for _, rs := range batch {
+		if rs.fromTail {
+			rs.fromTail, rs.lastKnown = false, false
+		}
+	}
+	sh.mu.Unlock()
 	for i, rs := range batch {
 		stream := sh.b.keys(rs.room).stream
 		switch {
@@ -442,6 +460,9 @@ func (sh *shard) catchUp(ctx context.Context, batch []*roomSub) error {
 	sh.dmu.Lock()
 	defer sh.dmu.Unlock()
 	for i, rs := range batch {
+		sh.mu.Lock()
+		wanted := rs.wanted
+		sh.mu.Unlock()
 		entries := cmds[i].Val()
 		if !rs.lastKnown {
 			// A new subscription starts at the stream's end: what is
@@ -459,7 +480,7 @@ func (sh *shard) catchUp(ctx context.Context, batch []*roomSub) error {
 				continue
 			}
 			sh.b.stats.caughtUp.Add(1)
-			sh.deliver(rs, payload{kind: kindMessage, msg: m, id: id})
+			sh.deliver(rs, payload{kind: kindMessage, msg: m, id: id}, wanted)
 		}
 		sh.mu.Lock()
 		buffered := rs.buffered
@@ -471,7 +492,7 @@ func (sh *shard) catchUp(ctx context.Context, batch []*roomSub) error {
 		}
 		sh.mu.Unlock()
 		for _, p := range buffered {
-			sh.deliver(rs, p)
+			sh.deliver(rs, p, wanted)
 		}
 		for _, w := range waiters {
 			w <- nil

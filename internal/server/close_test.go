@@ -212,6 +212,10 @@ func TestShutdownDrainTimeout(t *testing.T) {
 	cfg.DrainTimeout = 500 * time.Millisecond
 	ts := startServer(t, cfg)
 	r := ts.dialRaw(t, "mute") // never answers anything
+	// The session is registered once welcome is sent.
+	if op, p, err := r.readFrame(waitTimeout); err != nil || op != 1 || !strings.Contains(string(p), `"welcome"`) {
+		t.Fatalf("first frame: op %d %q %v, want welcome", op, p, err)
+	}
 	start := time.Now()
 	if err := ts.stop(); err != nil {
 		t.Fatalf("Serve: %v", err)

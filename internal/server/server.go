@@ -5,10 +5,12 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	stdlog "log"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -306,6 +308,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, tlsCert, tlsKey str
 		Handler:           s.handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
+		// net/http's own complaints (TLS handshake errors from scanners,
+		// broken connections) go to our log, at debug level: they are
+		// about clients, not about this node.
+		ErrorLog: stdlog.New(httpErrorLog{s.log}, "", 0),
 	}
 	if tlsCert != "" {
 		// WebSocket needs HTTP/1.1 (Upgrade); do not offer h2.
@@ -430,6 +436,14 @@ func (s *Server) closeRemaining() {
 	if !s.waitIdle(ctx) {
 		s.log.Error().Int("connections", s.Connections()).Msg("sessions did not end after their connections were dropped")
 	}
+}
+
+// httpErrorLog is the io.Writer behind http.Server.ErrorLog.
+type httpErrorLog struct{ log zerolog.Logger }
+
+func (w httpErrorLog) Write(p []byte) (int, error) {
+	w.log.Debug().Str("source", "net/http").Msg(strings.TrimSpace(string(p)))
+	return len(p), nil
 }
 
 // Ready reports why the node is not ready, or nil.

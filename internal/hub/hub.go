@@ -48,6 +48,42 @@ type room struct {
 	mu    sync.Mutex
 	conns map[Conn]*membership
 	users map[string]int // local connections per user
+
+	// presence serialises, per user, the change of the user's local
+	// count and the broker call that follows it (AddMember or
+	// RemoveMember, and the presence event), so that one tab leaving
+	// while another joins cannot end with the user counted present
+	// locally but removed from the broker. Guarded by mu.
+	presence map[string]*userLock
+}
+
+// userLock is a mutex for one user in one room, kept while in use.
+type userLock struct {
+	mu   sync.Mutex
+	refs int // guarded by room.mu
+}
+
+// lockUser locks user's presence in r; unlockUser releases it.
+func (r *room) lockUser(user string) *userLock {
+	r.mu.Lock()
+	l := r.presence[user]
+	if l == nil {
+		l = &userLock{}
+		r.presence[user] = l
+	}
+	l.refs++
+	r.mu.Unlock()
+	l.mu.Lock()
+	return l
+}
+
+func (r *room) unlockUser(user string, l *userLock) {
+	l.mu.Unlock()
+	r.mu.Lock()
+	if l.refs--; l.refs == 0 {
+		delete(r.presence, user)
+	}
+	r.mu.Unlock()
 }
 
 // membership is one connection in one room. While its join is being
@@ -157,7 +193,7 @@ func (h *Hub) attach(ctx context.Context, c Conn, name string, member protocol.M
 	h.mu.Lock()
 	r := h.rooms[name]
 	if r == nil {
-		r = &room{name: name, conns: map[Conn]*membership{}, users: map[string]int{}}
+		r = &room{name: name, conns: map[Conn]*membership{}, users: map[string]int{}, presence: map[string]*userLock{}}
 		h.rooms[name] = r
 	}
 	r.refs++
@@ -174,6 +210,8 @@ func (h *Hub) attach(ctx context.Context, c Conn, name string, member protocol.M
 	}
 	r.subMu.Unlock()
 
+	lk := r.lockUser(member.User)
+	defer r.unlockUser(member.User, lk)
 	r.mu.Lock()
 	ms, rejoin := r.conns[c]
 	if rejoin {
@@ -192,7 +230,14 @@ func (h *Hub) attach(ctx context.Context, c Conn, name string, member protocol.M
 	if firstLocal {
 		first, err := h.broker.AddMember(ctx, name, member)
 		if err != nil {
-			h.detach(ctx, c, r)
+			// Undo the registration; the broker did not count the user.
+			r.mu.Lock()
+			delete(r.conns, c)
+			if r.users[member.User]--; r.users[member.User] == 0 {
+				delete(r.users, member.User)
+			}
+			r.mu.Unlock()
+			h.release(ctx, r)
 			return nil, fmt.Errorf("join %s: presence: %w", name, err)
 		}
 		if first {
@@ -222,12 +267,20 @@ func (h *Hub) Leave(ctx context.Context, c Conn, name string) error {
 func (h *Hub) detach(ctx context.Context, c Conn, r *room) bool {
 	r.mu.Lock()
 	ms := r.conns[c]
+	r.mu.Unlock()
 	if ms == nil {
+		return false
+	}
+	user := ms.member.User
+	lk := r.lockUser(user)
+	r.mu.Lock()
+	if r.conns[c] != ms {
+		// Detached meanwhile (a leave racing the connection's end).
 		r.mu.Unlock()
+		r.unlockUser(user, lk)
 		return false
 	}
 	delete(r.conns, c)
-	user := ms.member.User
 	r.users[user]--
 	lastLocal := r.users[user] == 0
 	if lastLocal {
@@ -241,6 +294,7 @@ func (h *Hub) detach(ctx context.Context, c Conn, r *room) bool {
 			_ = h.broker.PublishEvent(ctx, Event{Kind: EventPresence, Room: r.name, User: user, Name: ms.member.Name, State: protocol.PresenceLeave})
 		}
 	}
+	r.unlockUser(user, lk)
 	h.release(ctx, r)
 	return true
 }

@@ -139,16 +139,19 @@ func (s *session) closeLocked(code ws.StatusCode, reason string) {
 	s.startWriterLocked()
 }
 
-// awaitQueueRoom blocks the reading goroutine while the outbound queue is
-// more than half full. A client that sends commands faster than it reads
-// the replies (pipelining) is slowed down through TCP instead of filling
-// its own queue, so that only a client that does not keep up with what
-// the rooms deliver is a slow consumer; and half the queue stays free for
-// the replies and deliveries of the next command. A client that stops
-// reading altogether is failed by the write timeout, which wakes this.
+// awaitQueueRoom blocks the reading goroutine while the outbound queue
+// has less than its headroom free. A client that sends commands faster
+// than it reads the replies (pipelining) is slowed down through TCP
+// instead of filling its own queue, so that only a client that does not
+// keep up with what its rooms deliver is a slow consumer; and the next
+// command's replies find room. The headroom is small (an eighth of the
+// queue): a client that merely lags behind a busy room keeps being read,
+// its commands served and its pongs seen. A client that stops reading
+// altogether is failed by the write timeout, which wakes this.
 func (s *session) awaitQueueRoom() {
+	limit := len(s.queue) - max(len(s.queue)/8, 4)
 	s.qmu.Lock()
-	for s.qlen > len(s.queue)/2 && !s.closing {
+	for s.qlen > limit && !s.closing {
 		s.qroom.Wait()
 	}
 	s.qmu.Unlock()

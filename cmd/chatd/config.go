@@ -346,6 +346,16 @@ func splitList(s string) []string {
 
 func defaultNodeID() string {
 	host, err := os.Hostname()
+	// The first label of the host name, in the characters a node id may
+	// have, short enough for the suffix.
+	host, _, _ = strings.Cut(host, ".")
+	host = strings.Map(func(r rune) rune {
+		if r < 0x80 && (r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return r
+		}
+		return '-'
+	}, host)
+	host = host[:min(len(host), 56)]
 	if err != nil || host == "" {
 		host = "chatd"
 	}

@@ -40,8 +40,8 @@ func TestConfigDefaults(t *testing.T) {
 	if len(s.Auth.Secret) != 0 || len(s.Auth.PublicKeyPEM) != 0 {
 		t.Error("a key is configured by default; dev mode expected")
 	}
-	if s.NodeID == "" {
-		t.Error("no default node id")
+	if s.NodeID == "" || len(s.NodeID) > 64 || strings.ContainsAny(s.NodeID, " .{}") {
+		t.Errorf("default node id %q", s.NodeID)
 	}
 	d := server.Defaults
 	for _, c := range []struct {

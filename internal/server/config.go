@@ -153,6 +153,10 @@ func (c Config) Validate() error {
 	bad := func(field, format string, a ...any) {
 		errs = append(errs, &ConfigError{Field: field, Msg: fmt.Sprintf(format, a...)})
 	}
+	if !protocol.ValidRoom(c.NodeID) {
+		// It is a metrics label and part of every connection id.
+		bad("NodeID", "node id %q must be 1 to 64 letters, digits or _.:- (a host name works)", c.NodeID)
+	}
 	if c.Heartbeat < time.Second {
 		bad("Heartbeat", "heartbeat %v is too short: use at least 1s", c.Heartbeat)
 	} else if c.Heartbeat%time.Second != 0 {

@@ -14,6 +14,7 @@ import (
 func TestConfigValidate(t *testing.T) {
 	t.Parallel()
 	valid := server.Defaults
+	valid.NodeID = "node-1"
 	valid.Auth.Secret = testSecret
 	if err := valid.Validate(); err != nil {
 		t.Fatalf("the defaults do not validate: %v", err)
@@ -22,6 +23,8 @@ func TestConfigValidate(t *testing.T) {
 		field  string
 		change func(c *server.Config)
 	}{
+		{"NodeID", func(c *server.Config) { c.NodeID = "\x91" }},
+		{"NodeID", func(c *server.Config) { c.NodeID = "node 1" }},
 		{"Heartbeat", func(c *server.Config) { c.Heartbeat = 500 * time.Millisecond }},
 		{"Heartbeat", func(c *server.Config) { c.Heartbeat = 1500 * time.Millisecond }},
 		{"PongTimeout", func(c *server.Config) { c.PongTimeout = time.Millisecond }},

@@ -71,6 +71,9 @@ func TestComposeChatdNodes(t *testing.T) {
 		if svc.Build == nil {
 			t.Errorf("%s: not built from the Dockerfile", name)
 		}
+		if nofile(svc) < 65536 {
+			t.Errorf("%s: open-file limit %d: a node needs one file per connection (ulimits: nofile)", name, nofile(svc))
+		}
 		if svc.StopGracePeriod == nil {
 			t.Errorf("%s: no stop_grace_period: docker's default 10 s may cut the drain short", name)
 		}
@@ -107,6 +110,9 @@ func TestComposeBalancer(t *testing.T) {
 			t.Errorf("lb must wait for %s to be healthy", node)
 		}
 	}
+	if nofile(lb) < 2*65536 {
+		t.Errorf("lb: open-file limit %d: HAProxy needs two files per proxied connection (ulimits: nofile)", nofile(lb))
+	}
 	mounted := false
 	for _, v := range lb.Volumes {
 		if strings.HasSuffix(v.Source, "deploy/haproxy.cfg") {
@@ -121,6 +127,18 @@ func TestComposeBalancer(t *testing.T) {
 			t.Errorf("lb: %s not set (deploy/haproxy.cfg reads it)", k)
 		}
 	}
+}
+
+// nofile is a service's open-file limit (soft, or the single value).
+func nofile(svc types.ServiceConfig) int {
+	u := svc.Ulimits["nofile"]
+	if u == nil {
+		return 0
+	}
+	if u.Single > 0 {
+		return u.Single
+	}
+	return u.Soft
 }
 
 func itoa(n uint32) string {

@@ -1,6 +1,6 @@
 module github.com/chatd/chatd/deploy
 
-go 1.26
+go 1.26.0
 
 require github.com/compose-spec/compose-go/v2 v2.16.2
 
@@ -17,6 +17,10 @@ require (
 	go.yaml.in/yaml/v3 v3.0.6 // indirect
 	go.yaml.in/yaml/v4 v4.0.0-rc.4 // indirect
 	golang.org/x/sync v0.3.0 // indirect
-	golang.org/x/sys v0.13.0 // indirect
+	golang.org/x/sys v0.48.0 // indirect
 	golang.org/x/text v0.14.0 // indirect
 )
+
+require github.com/chatd/chatd v0.0.0-00010101000000-000000000000
+
+replace github.com/chatd/chatd => ../

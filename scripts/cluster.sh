@@ -35,6 +35,7 @@ go build -o "$CLUSTER_DIR/chatd" ./cmd/chatd
 
 pids=()
 names=()
+reported=()
 started() { pids+=("$2"); names+=("$1"); echo "$1 $2" >> "$CLUSTER_DIR/pids"; }
 : > "$CLUSTER_DIR/pids"
 
@@ -85,6 +86,37 @@ done
 echo "cluster: ready: http://localhost:$LB_PORT and https://localhost:$LB_TLS_PORT (self-signed)"
 echo "cluster: nodes on 127.0.0.1:$NODE_PORT_BASE-$((NODE_PORT_BASE + 2)), Redis on 127.0.0.1:$REDIS_PORT, logs in $CLUSTER_DIR"
 echo "cluster: Ctrl-C stops everything"
-# Wait until a signal, or until any process exits.
-wait -n "${pids[@]}" || true
-echo "cluster: a process exited; see the logs in $CLUSTER_DIR" >&2
+# Wait until a signal. A chatd node that exits (a rolling restart stops one
+# with SIGTERM: its clients reconnect through the balancer to the others)
+# leaves the rest running; the cluster stops when Redis or HAProxy exits, or
+# when no chatd node is left.
+alive_pids=("${pids[@]}")
+while :; do
+	wait -n "${alive_pids[@]}" || true
+	alive_pids=()
+	nodes_left=0
+	for i in "${!pids[@]}"; do
+		kill -0 "${pids[$i]}" 2>/dev/null && alive=1 || alive=0
+		[ $alive = 1 ] && alive_pids+=("${pids[$i]}")
+		case ${names[$i]} in
+		chatd*)
+			if [ $alive = 1 ]; then
+				nodes_left=$((nodes_left + 1))
+			elif [ -z "${reported[$i]:-}" ]; then
+				reported[$i]=1
+				echo "cluster: ${names[$i]} (pid ${pids[$i]}) exited; the other nodes keep serving (log: $CLUSTER_DIR/${names[$i]}.log)" >&2
+			fi
+			;;
+		*)
+			if [ $alive = 0 ]; then
+				echo "cluster: ${names[$i]} exited; stopping the cluster (log: $CLUSTER_DIR/${names[$i]}.log)" >&2
+				exit 1
+			fi
+			;;
+		esac
+	done
+	if [ $nodes_left = 0 ]; then
+		echo "cluster: no chatd node left; stopping" >&2
+		exit 1
+	fi
+done

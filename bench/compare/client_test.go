@@ -2,6 +2,7 @@ package compare
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/rand"
 	"crypto/sha1"
 	"encoding/base64"
@@ -17,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -134,12 +136,13 @@ func (c *rawClient) readFrame() (op byte, payload []byte, err error) {
 const (
 	childAddrEnv  = "CHATD_COMPARE_CHILD_ADDR"
 	childConnsEnv = "CHATD_COMPARE_CHILD_CONNS"
+	childMsgEnv   = "CHATD_COMPARE_CHILD_MESSAGE"
 )
 
 func TestMain(m *testing.M) {
 	if addr := os.Getenv(childAddrEnv); addr != "" {
 		n, _ := strconv.Atoi(os.Getenv(childConnsEnv))
-		if err := runChild(addr, n, os.Stdin, os.Stdout); err != nil {
+		if err := runChild(addr, n, []byte(os.Getenv(childMsgEnv)), os.Stdin, os.Stdout); err != nil {
 			fmt.Fprintln(os.Stdout, "error:", err)
 			os.Exit(1)
 		}
@@ -148,84 +151,169 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// runChild dials n connections to addr, says "ready", then answers each
-// "wait N" line with "ok" once its connections together received N data
-// messages. It ends when its standard input does (the parent is done or
-// gone), closing every connection with a reset so that no TIME_WAIT is
-// left to run the port range dry over many runs.
-func runChild(addr string, n int, in io.Reader, out io.Writer) error {
+// runChild opens n connections to addr, says "ready", then answers each
+// "wait N" line with "ok" once every connection received the broadcast
+// message N times in all (each copy checked byte for byte). It ends when
+// its standard input does (the parent is done or gone), closing every
+// connection with a reset so that no TIME_WAIT is left to run the port
+// range dry over many runs.
+//
+// Its sockets are plain blocking ones, outside the Go runtime's poller,
+// read only when asked: while the server writes a broadcast, nothing in
+// this process wakes up, so the time measured is the server's.
+func runChild(addr string, n int, msg []byte, in io.Reader, out io.Writer) error {
+	host, portStr, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	port, _ := strconv.Atoi(portStr)
+	ip := net.ParseIP(host).To4()
+	if ip == nil {
+		return fmt.Errorf("not an IPv4 address: %s", addr)
+	}
+	sa := &syscall.SockaddrInet4{Port: port}
+	copy(sa.Addr[:], ip)
+	frame := serverFrame(msg)
+
+	fds := make([]int, n)
 	var (
-		total atomic.Int64
-		mu    sync.Mutex
-		conns []*rawClient
-		wg    sync.WaitGroup
-		errc  = make(chan error, 1)
+		wg   sync.WaitGroup
+		errc = make(chan error, 1)
+		next atomic.Int64
 	)
-	sem := make(chan struct{}, 32)
-	for range n {
-		sem <- struct{}{}
+	for range 16 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer func() { <-sem }()
-			c, err := dialClient(addr, 1024)
-			if err != nil {
-				select {
-				case errc <- err:
-				default:
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
 				}
-				return
+				fd, err := rawHandshake(sa, addr)
+				if err != nil {
+					select {
+					case errc <- fmt.Errorf("connection %d: %w", i, err):
+					default:
+					}
+					return
+				}
+				fds[i] = fd
 			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
 		}()
 	}
 	wg.Wait()
+	defer func() {
+		for _, fd := range fds {
+			if fd > 0 {
+				syscall.SetsockoptLinger(fd, syscall.SOL_SOCKET, syscall.SO_LINGER, &syscall.Linger{Onoff: 1, Linger: 0})
+				syscall.Close(fd)
+			}
+		}
+	}()
 	select {
 	case err := <-errc:
 		return err
 	default:
 	}
-	var readers sync.WaitGroup
-	for _, c := range conns {
-		readers.Add(1)
-		go func() {
-			defer readers.Done()
-			for {
-				op, _, err := c.readFrame()
-				if err != nil {
-					return
-				}
-				if op == 1 || op == 2 {
-					total.Add(1)
-				}
-			}
-		}()
-	}
 	fmt.Fprintln(out, "ready")
+
+	buf := make([]byte, len(frame))
+	received := int64(0) // copies of the message per connection so far
 	sc := bufio.NewScanner(in)
 	for sc.Scan() {
-		want, err := strconv.ParseInt(strings.TrimPrefix(sc.Text(), "wait "), 10, 64)
+		total, err := strconv.ParseInt(strings.TrimPrefix(sc.Text(), "wait "), 10, 64)
 		if err != nil {
 			return fmt.Errorf("bad command %q", sc.Text())
 		}
-		deadline := time.Now().Add(2 * time.Minute)
-		for total.Load() < want {
-			if time.Now().After(deadline) {
-				return fmt.Errorf("received %d messages, want %d", total.Load(), want)
+		want := total / int64(n)
+		for ; received < want; received++ {
+			for i, fd := range fds {
+				if err := readFull(fd, buf); err != nil {
+					return fmt.Errorf("connection %d, message %d: %w", i, received+1, err)
+				}
+				if !bytes.Equal(buf, frame) {
+					return fmt.Errorf("connection %d, message %d: got %q, want %q", i, received+1, buf, frame)
+				}
 			}
-			time.Sleep(20 * time.Microsecond)
 		}
 		fmt.Fprintln(out, "ok")
 	}
-	for _, c := range conns {
-		if tc, ok := c.nc.(*net.TCPConn); ok {
-			tc.SetLinger(0)
-		}
-		c.nc.Close()
+	return sc.Err()
+}
+
+// serverFrame is msg as one unmasked final text frame: the bytes every
+// library sends for it.
+func serverFrame(msg []byte) []byte {
+	b := []byte{0x81, 0}
+	switch n := len(msg); {
+	case n < 126:
+		b[1] = byte(n)
+	case n <= 0xFFFF:
+		b[1] = 126
+		b = binary.BigEndian.AppendUint16(b, uint16(n))
+	default:
+		b[1] = 127
+		b = binary.BigEndian.AppendUint64(b, uint64(n))
 	}
-	readers.Wait()
+	return append(b, msg...)
+}
+
+// rawHandshake opens a blocking socket to sa and does the opening
+// handshake on it.
+func rawHandshake(sa *syscall.SockaddrInet4, host string) (int, error) {
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return 0, err
+	}
+	tv := syscall.Timeval{Sec: 60}
+	syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, syscall.SO_RCVTIMEO, &tv)
+	syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, syscall.SO_SNDTIMEO, &tv)
+	if err := syscall.Connect(fd, sa); err != nil {
+		syscall.Close(fd)
+		return 0, fmt.Errorf("connect: %w", err)
+	}
+	var kb [16]byte
+	rand.Read(kb[:])
+	key := base64.StdEncoding.EncodeToString(kb[:])
+	req := "GET / HTTP/1.1\r\nHost: " + host + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: " + key + "\r\nSec-WebSocket-Version: 13\r\n\r\n"
+	if _, err := syscall.Write(fd, []byte(req)); err != nil {
+		syscall.Close(fd)
+		return 0, err
+	}
+	// Read the answer a byte at a time, so as not to read past it.
+	var resp []byte
+	one := make([]byte, 1)
+	for !bytes.HasSuffix(resp, []byte("\r\n\r\n")) {
+		if err := readFull(fd, one); err != nil || len(resp) > 4096 {
+			syscall.Close(fd)
+			return 0, fmt.Errorf("handshake answer: %v", err)
+		}
+		resp = append(resp, one[0])
+	}
+	sum := sha1.Sum([]byte(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
+	if !bytes.HasPrefix(resp, []byte("HTTP/1.1 101 ")) || !bytes.Contains(resp, []byte(base64.StdEncoding.EncodeToString(sum[:]))) {
+		syscall.Close(fd)
+		return 0, fmt.Errorf("handshake answered %q", resp)
+	}
+	return fd, nil
+}
+
+func readFull(fd int, p []byte) error {
+	for len(p) > 0 {
+		n, err := syscall.Read(fd, p)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return io.EOF
+		}
+		p = p[n:]
+	}
 	return nil
 }
 
@@ -244,7 +332,7 @@ func startClients(addr string, n int) (*clients, error) {
 		return nil, err
 	}
 	cmd := exec.Command(exe, "-test.run=^$")
-	cmd.Env = append(os.Environ(), childAddrEnv+"="+addr, childConnsEnv+"="+strconv.Itoa(n))
+	cmd.Env = append(os.Environ(), childAddrEnv+"="+addr, childConnsEnv+"="+strconv.Itoa(n), childMsgEnv+"="+string(broadcastMessage))
 	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()
 	if err != nil {

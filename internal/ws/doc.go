@@ -15,6 +15,14 @@
 // answered and the closing handshake is completed by the goroutine that
 // reads. A connection that is only written to should still have a reader.
 //
+// A server holding many idle connections should serve each in a goroutine
+// of its own and return from the HTTP handler after Accept: while the
+// handler runs, net/http keeps the request and its 4 KiB read and write
+// buffers (about 10 KB per connection), and the handler's goroutine has
+// grown a larger stack. A connection parked in ReadMessage in a fresh
+// goroutine costs about 3 KB of heap and stack in all (see
+// docs/performance.md).
+//
 // Errors returned after the connection ended carry the close status as a
 // *CloseError (see CloseStatus); the codes 1005, 1006 and 1015 are only
 // reported, never sent (RFC 6455 §7.4.1).

@@ -241,3 +241,37 @@ func TestShutdownDrainTimeout(t *testing.T) {
 		t.Error("no draining before the drop")
 	}
 }
+
+// TestFragmentedCommand: a command may be fragmented on the wire, with
+// control frames between the fragments (PROTOCOL.md §2, RFC 6455 §5.4).
+func TestFragmentedCommand(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, fastConfig())
+	r := ts.dialRaw(t, "alice")
+	if op, _, err := r.readFrame(waitTimeout); err != nil || op != 1 {
+		t.Fatalf("welcome: op %d %v", op, err)
+	}
+	r.writeRawFrame(0x01, []byte(`{"type":`), false) // text, not final
+	r.writeRawFrame(0x89, []byte("hb"), false)        // a ping in between
+	r.writeRawFrame(0x00, []byte(`"ping","re`), false)
+	r.writeRawFrame(0x80, []byte(`f":"frag"}`), false) // final continuation
+	var gotPong, gotReply bool
+	for !gotReply {
+		op, p, err := r.readFrame(waitTimeout)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch op {
+		case 0xA:
+			gotPong = string(p) == "hb"
+		case 1:
+			if string(p) != `{"type":"pong","ref":"frag"}` {
+				t.Fatalf("reply %s", p)
+			}
+			gotReply = true
+		}
+	}
+	if !gotPong {
+		t.Error("the ping between the fragments was not answered first")
+	}
+}

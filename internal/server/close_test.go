@@ -252,7 +252,7 @@ func TestFragmentedCommand(t *testing.T) {
 		t.Fatalf("welcome: op %d %v", op, err)
 	}
 	r.writeRawFrame(0x01, []byte(`{"type":`), false) // text, not final
-	r.writeRawFrame(0x89, []byte("hb"), false)        // a ping in between
+	r.writeRawFrame(0x89, []byte("hb"), false)       // a ping in between
 	r.writeRawFrame(0x00, []byte(`"ping","re`), false)
 	r.writeRawFrame(0x80, []byte(`f":"frag"}`), false) // final continuation
 	var gotPong, gotReply bool

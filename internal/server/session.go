@@ -377,7 +377,7 @@ func (s *session) join(ctx context.Context, cmd protocol.Command) {
 	ctx, cancel := context.WithTimeout(ctx, brokerTimeout)
 	defer cancel()
 	done := s.timed("join")
-	_, err := s.srv.hub.Join(ctx, s, cmd.Room, s.member, cmd.Ref, cmd.Since, s.srv.cfg.HistoryLimit)
+	res, err := s.srv.hub.Join(ctx, s, cmd.Room, s.member, cmd.Ref, cmd.Since, s.srv.cfg.HistoryLimit)
 	done()
 	if err != nil {
 		delete(s.rooms, cmd.Room)
@@ -386,6 +386,7 @@ func (s *session) join(ctx context.Context, cmd protocol.Command) {
 	}
 	s.rooms[cmd.Room] = struct{}{}
 	s.srv.metrics.joins.Inc()
+	s.log.Debug().Str("room", cmd.Room).Str("since", cmd.Since).Int("history", res.History).Bool("recovered", res.Recovered).Msg("joined")
 }
 
 func (s *session) leave(ctx context.Context, cmd protocol.Command) {
@@ -400,6 +401,7 @@ func (s *session) leave(ctx context.Context, cmd protocol.Command) {
 		s.brokerError(cmd.Ref, "leave", cmd.Room, err)
 		return
 	}
+	s.log.Debug().Str("room", cmd.Room).Msg("left")
 	s.reply(protocol.AppendLeft(nil, cmd.Ref, cmd.Room))
 }
 

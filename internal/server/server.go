@@ -304,8 +304,16 @@ func (s *Server) Connections() int {
 // close 1001, spread over DrainWindow), and waits for the closing
 // handshakes up to DrainTimeout. tlsCert and tlsKey, when set, serve TLS.
 func (s *Server) Serve(ctx context.Context, ln net.Listener, tlsCert, tlsKey string) error {
+	// Every request is counted until its handler has returned, log line
+	// included: net/http forgets a connection once it is hijacked, and
+	// Serve must not return while a WebSocket handler still runs.
+	var handlers sync.WaitGroup
 	hs := &http.Server{
-		Handler:           s.handler,
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			handlers.Add(1)
+			defer handlers.Done()
+			s.handler.ServeHTTP(w, r)
+		}),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		// net/http's own complaints (TLS handshake errors from scanners,
@@ -343,6 +351,16 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, tlsCert, tlsKey str
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	<-errc
+	// No request starts any more: the listener is closed and every
+	// connection is idle (closed), hijacked (counted), or was cut by the
+	// drain timeout. What is left are the WebSocket handlers finishing.
+	finished := make(chan struct{})
+	go func() { handlers.Wait(); close(finished) }()
+	select {
+	case <-finished:
+	case <-time.After(brokerTimeout + time.Second):
+		s.log.Error().Msg("request handlers still running after the drain")
+	}
 	s.log.Info().Int("left_open", s.Connections()).Msg("drained")
 	return nil
 }

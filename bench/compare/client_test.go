@@ -262,25 +262,42 @@ func serverFrame(msg []byte) []byte {
 // rawHandshake opens a blocking socket to sa and does the opening
 // handshake on it.
 func rawHandshake(sa *syscall.SockaddrInet4, host string) (int, error) {
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return 0, err
-	}
-	tv := syscall.Timeval{Sec: 60}
-	syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, syscall.SO_RCVTIMEO, &tv)
-	syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, syscall.SO_SNDTIMEO, &tv)
-	if err := syscall.Connect(fd, sa); err != nil {
+	var fd int
+	for attempt := 0; ; attempt++ {
+		var err error
+		fd, err = syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return 0, err
+		}
+		tv := syscall.Timeval{Sec: 60}
+		syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, syscall.SO_RCVTIMEO, &tv)
+		syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, syscall.SO_SNDTIMEO, &tv)
+		err = syscall.Connect(fd, sa)
+		if err == nil {
+			break
+		}
 		syscall.Close(fd)
-		return 0, fmt.Errorf("connect: %w", err)
+		// The Go runtime's preemption signal can interrupt a blocking
+		// connect; the attempt is then half done: start afresh.
+		if err != syscall.EINTR || attempt == 10 {
+			return 0, fmt.Errorf("connect: %w", err)
+		}
 	}
 	var kb [16]byte
 	rand.Read(kb[:])
 	key := base64.StdEncoding.EncodeToString(kb[:])
 	req := "GET / HTTP/1.1\r\nHost: " + host + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
 		"Sec-WebSocket-Key: " + key + "\r\nSec-WebSocket-Version: 13\r\n\r\n"
-	if _, err := syscall.Write(fd, []byte(req)); err != nil {
-		syscall.Close(fd)
-		return 0, err
+	for p := []byte(req); len(p) > 0; {
+		n, err := syscall.Write(fd, p)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			syscall.Close(fd)
+			return 0, err
+		}
+		p = p[n:]
 	}
 	// Read the answer a byte at a time, so as not to read past it.
 	var resp []byte

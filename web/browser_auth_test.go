@@ -35,6 +35,44 @@ func (p *page) send(text string) {
 	p.typeKeys(text + "\r")
 }
 
+// TestBrowserSignInChoice: the page offers the sign-in by name exactly
+// when the server hands out dev tokens (dev mode, or a secret with dev
+// tokens on, as a local cluster runs), and otherwise asks for a token;
+// learning which makes no failed request (a browser logs those in its
+// console, where they look like bugs).
+func TestBrowserSignInChoice(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  server.Config
+		dev  bool
+	}{
+		{"dev mode", server.Config{}, true},
+		{"dev tokens with a secret", server.Config{Auth: auth.Config{Secret: testSecret}, DevTokens: true}, true},
+		{"a secret only", server.Config{Auth: auth.Config{Secret: testSecret}}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			n := startNode(t, tc.cfg)
+			p := openPage(t, "signin", n.URL(), desktop)
+			if tc.dev {
+				p.signInDev("Dana")
+				if w := eval[string](p, `document.getElementById("me").textContent`); w != "Dana" {
+					p.fatalf("signed in as %q, want Dana", w)
+				}
+			} else {
+				p.waitFor("the token form alone", `window.__test.visible("token-form") && !window.__test.visible("dev-form") &&
+					document.activeElement?.id === "token-input"`, waitShort)
+			}
+			p.screenshot("signin")
+			for _, line := range p.consoleLines() {
+				if strings.Contains(line, "Failed to load resource") || strings.Contains(line, "/api/dev/token") {
+					p.fatalf("the console shows a failed request: %s", line)
+				}
+			}
+		})
+	}
+}
+
 // TestBrowserServerErrors: a forbidden room, a message over the server's
 // limit and sending too fast are each said next to the message box, and
 // the messages held back by the rate limit go out later, once each, in

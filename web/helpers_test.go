@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -188,6 +189,7 @@ type page struct {
 	mu       sync.Mutex
 	over     bool     // the test has ended: log nothing more
 	problems []string // uncaught exceptions and policy violations
+	logged   []string // every console message, with its URL
 	shot     int
 }
 
@@ -256,10 +258,18 @@ func (p *page) console(m chromedp.ConsoleMessage) {
 		return
 	}
 	text := m.String()
+	p.logged = append(p.logged, text+" "+m.URL)
 	if m.IsException() || strings.Contains(text, "Content Security Policy") || strings.Contains(text, "Trusted Type") {
 		p.problems = append(p.problems, text)
 	}
 	p.t.Logf("%s console: %s", p.name, text)
+}
+
+// consoleLines returns every console message so far, each with its URL.
+func (p *page) consoleLines() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.logged)
 }
 
 // checkClean fails the test if the page threw or was refused something by

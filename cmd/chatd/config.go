@@ -63,6 +63,7 @@ func newFlagSet(cfg *config, out io.Writer) *flag.FlagSet {
 
 	fs.StringVar(&cfg.jwtSecret, "jwt-secret", "", "HS256 secret, at least 32 bytes; with no secret and no public key chatd runs in dev mode")
 	fs.StringVar(&cfg.jwtPublicKey, "jwt-public-key", "", "PEM file with the RSA (RS256), P-256 (ES256) or Ed25519 (EdDSA) public key that verifies tokens")
+	fs.BoolVar(&s.DevTokens, "dev-tokens", false, "with -jwt-secret, hand out tokens signed with it to anyone at POST /api/dev/token, so a test cluster's browser client signs in by name on any node; never in production (refused with -jwt-public-key)")
 	fs.StringVar(&s.Auth.Issuer, "jwt-issuer", "", "required token issuer (iss), when set")
 	fs.StringVar(&s.Auth.Audience, "jwt-audience", "", "required token audience (aud), when set")
 	fs.StringVar(&cfg.origins, "allowed-origins", "", "comma-separated allowed Origins (https://chat.example.com, https://*.example.com, *); empty allows the server's own host only")
@@ -162,7 +163,7 @@ var serverFlags = map[string]string{
 	"UpgradeBurst": "upgrade-burst", "MaxConns": "max-conns", "DrainWindow": "drain-window",
 	"DrainTimeout": "drain-timeout", "Auth.Secret": "jwt-secret", "Auth.PublicKeyPEM": "jwt-public-key",
 	"Auth.Issuer": "jwt-issuer", "Auth.Audience": "jwt-audience", "AllowedOrigins": "allowed-origins",
-	"TrustedProxies": "trusted-proxies", "Compression": "compression",
+	"TrustedProxies": "trusted-proxies", "Compression": "compression", "DevTokens": "dev-tokens",
 }
 
 // parseConfig reads flags from args and, for flags not given, the

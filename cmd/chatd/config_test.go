@@ -108,6 +108,7 @@ func settingCases(t *testing.T) []settingCase {
 		{"log-format", "json", func(c *config) bool { return c.logFormat == "json" }},
 		{"jwt-secret", testSecret, func(c *config) bool { return string(c.srv.Auth.Secret) == testSecret }},
 		{"jwt-public-key", pubKey, func(c *config) bool { return bytes.Contains(c.srv.Auth.PublicKeyPEM, []byte("PUBLIC KEY")) }},
+		{"dev-tokens", "true", func(c *config) bool { return c.srv.DevTokens }},
 		{"jwt-issuer", "https://id.example.com", func(c *config) bool { return c.srv.Auth.Issuer == "https://id.example.com" }},
 		{"jwt-audience", "chatd", func(c *config) bool { return c.srv.Auth.Audience == "chatd" }},
 		{"allowed-origins", "https://a.example.com, https://*.example.org", func(c *config) bool {
@@ -242,6 +243,7 @@ func TestInvalidConfig(t *testing.T) {
 		{"short secret", nil, env{"CHATD_JWT_SECRET": "hunter2"}, []string{"CHATD_JWT_SECRET", "at least 32", "openssl rand"}},
 		{"PEM as secret", nil, env{"CHATD_JWT_SECRET": "-----BEGIN PUBLIC KEY-----" + strings.Repeat("A", 40)}, []string{"CHATD_JWT_SECRET", "PEM"}},
 		{"secret and key", nil, env{"CHATD_JWT_SECRET": testSecret, "CHATD_JWT_PUBLIC_KEY": pub}, []string{"CHATD_JWT_SECRET", "CHATD_JWT_PUBLIC_KEY", "not both"}},
+		{"dev tokens with a public key", nil, env{"CHATD_JWT_PUBLIC_KEY": pub, "CHATD_DEV_TOKENS": "true"}, []string{"-dev-tokens (CHATD_DEV_TOKENS)", "cannot sign"}},
 		{"key file missing", nil, env{"CHATD_JWT_PUBLIC_KEY": "/nonexistent/key.pem"}, []string{"CHATD_JWT_PUBLIC_KEY", "no such file"}},
 		{"key file not a key", nil, env{"CHATD_JWT_PUBLIC_KEY": badPEM}, []string{"CHATD_JWT_PUBLIC_KEY"}},
 		{"origin with a path", nil, env{"CHATD_ALLOWED_ORIGINS": "https://chat.example.com/app"}, []string{"CHATD_ALLOWED_ORIGINS", "https://*.example.com"}},

@@ -73,6 +73,7 @@ type proc struct {
 	addr      string
 	listening map[string]any      // the log line that says where it listens
 	logs      chan map[string]any // every JSON log line
+	passed    []map[string]any    // the lines waitLog read past
 	exited    chan struct{}
 	err       error // Wait's result, set before exited is closed
 }
@@ -138,6 +139,7 @@ func (p *proc) waitLog(s string) map[string]any {
 			if msg, _ := m["message"].(string); strings.Contains(msg, s) {
 				return m
 			}
+			p.passed = append(p.passed, m)
 		case <-p.exited:
 			p.t.Fatalf("chatd exited (%v) before logging %q", p.err, s)
 		case <-timeout:
@@ -279,6 +281,64 @@ func TestBinaryEndToEnd(t *testing.T) {
 			}
 			break
 		}
+	}
+	if code := p.wait(); code != 0 {
+		t.Errorf("exit status %d, want 0", code)
+	}
+}
+
+// TestBinaryDevTokens: with a secret and CHATD_DEV_TOKENS=true (as
+// deploy/chatd.env sets them for a local cluster), chatd warns, and POST
+// /api/dev/token hands out tokens signed with that secret, which the
+// server (and any node sharing the secret) accepts.
+func TestBinaryDevTokens(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	t.Parallel()
+	p := startChatd(t, "CHATD_JWT_SECRET="+testSecret, "CHATD_DEV_TOKENS=true", "CHATD_DRAIN_WINDOW=100ms")
+	// The warning comes before the line that says where chatd listens.
+	var warn map[string]any
+	for _, m := range p.passed {
+		if msg, _ := m["message"].(string); strings.HasPrefix(msg, "DEV TOKENS:") {
+			warn = m
+		}
+	}
+	if warn == nil || warn["level"] != "warn" {
+		t.Errorf("no DEV TOKENS warning before listening: %v", warn)
+	}
+	resp, err := http.Get("http://" + p.addr + "/api/dev/token")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info struct{ Dev bool }
+	err = json.NewDecoder(resp.Body).Decode(&info)
+	_ = resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK || !info.Dev {
+		t.Errorf("GET /api/dev/token: %d %+v %v, want 200 dev true", resp.StatusCode, info, err)
+	}
+	resp, err = http.Post("http://"+p.addr+"/api/dev/token", "application/json", strings.NewReader(`{"name":"Ann"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out struct{ Token string }
+	err = json.NewDecoder(resp.Body).Decode(&out)
+	_ = resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK || out.Token == "" {
+		t.Fatalf("POST /api/dev/token: %d %v", resp.StatusCode, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), e2eTimeout)
+	defer cancel()
+	c, err := ws.Dial(ctx, "ws://"+p.addr+"/ws", &ws.DialOptions{Subprotocols: []string{"chat", "access_token." + out.Token}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	if w := expectEvent(t, c, "welcome"); w["user"] != "Ann" {
+		t.Errorf("welcome %v", w)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
 	}
 	if code := p.wait(); code != 0 {
 		t.Errorf("exit status %d, want 0", code)

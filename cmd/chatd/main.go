@@ -83,8 +83,11 @@ func serve(ctx context.Context, cfg *config, log zerolog.Logger) error {
 	if err != nil {
 		return err
 	}
-	if srv.DevMode() {
+	switch {
+	case srv.DevMode():
 		log.Warn().Msg("DEV MODE: no CHATD_JWT_SECRET or CHATD_JWT_PUBLIC_KEY configured; tokens are signed with a random secret and POST /api/dev/token hands them out to anyone. Configure a key before exposing this server.")
+	case srv.DevTokens():
+		log.Warn().Msg("DEV TOKENS: CHATD_DEV_TOKENS is on; POST /api/dev/token hands out tokens signed with CHATD_JWT_SECRET to anyone, valid on every node that shares the secret. For test clusters only: turn it off before exposing this server.")
 	}
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {

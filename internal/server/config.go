@@ -27,6 +27,13 @@ type Config struct {
 	// nor a public key, the server runs in dev mode: a random secret, and
 	// POST /api/dev/token enabled.
 	Auth auth.Config
+	// DevTokens enables POST /api/dev/token with a configured HS256
+	// secret: tokens for any name, signed with Auth.Secret, which every
+	// node sharing the secret accepts. It is for test clusters whose
+	// browser client signs in by name; a public key cannot sign, so it is
+	// refused with one. Without any key it changes nothing (dev mode
+	// hands out tokens anyway).
+	DevTokens bool
 	// AllowedOrigins is the Origin allow-list; empty means same-host only.
 	AllowedOrigins []string
 	// TrustedProxies are the addresses (IPs or CIDRs) whose
@@ -213,6 +220,9 @@ func (c Config) Validate() error {
 	}
 	if c.DrainTimeout < c.DrainWindow {
 		bad("DrainTimeout", "drain timeout %v is shorter than the drain window %v: make it longer", c.DrainTimeout, c.DrainWindow)
+	}
+	if c.DevTokens && len(c.Auth.PublicKeyPEM) > 0 {
+		bad("DevTokens", "dev tokens are signed with the HS256 secret, and a public key cannot sign: turn dev tokens off, or configure a secret instead of the public key")
 	}
 	if len(c.Auth.Secret) > 0 || len(c.Auth.PublicKeyPEM) > 0 {
 		if _, err := auth.NewVerifier(c.Auth); err != nil {

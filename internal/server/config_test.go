@@ -1,6 +1,10 @@
 package server_test
 
 import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"strings"
 	"testing"
@@ -46,8 +50,14 @@ func TestConfigValidate(t *testing.T) {
 		{"DrainTimeout", func(c *server.Config) { c.DrainTimeout = time.Second }},
 		{"Auth.Secret", func(c *server.Config) { c.Auth.Secret = []byte("short") }},
 		{"Auth.PublicKeyPEM", func(c *server.Config) { c.Auth.Secret = nil; c.Auth.PublicKeyPEM = []byte("not a key") }},
+		{"DevTokens", func(c *server.Config) { c.Auth.Secret = nil; c.Auth.PublicKeyPEM = ed25519PEM(t); c.DevTokens = true }},
 		{"AllowedOrigins", func(c *server.Config) { c.AllowedOrigins = []string{"chat.example.com/path"} }},
 		{"TrustedProxies", func(c *server.Config) { c.TrustedProxies = []string{"10.0.0.0/99"} }},
+	}
+	withKey := valid
+	withKey.Auth.Secret, withKey.Auth.PublicKeyPEM = nil, ed25519PEM(t)
+	if err := withKey.Validate(); err != nil {
+		t.Fatalf("a public key does not validate: %v", err)
 	}
 	for _, tc := range tests {
 		cfg := valid
@@ -62,4 +72,18 @@ func TestConfigValidate(t *testing.T) {
 			t.Errorf("%s: %q is not one line", tc.field, ce.Msg)
 		}
 	}
+}
+
+// ed25519PEM is a fresh Ed25519 public key in PEM.
+func ed25519PEM(t testing.TB) []byte {
+	t.Helper()
+	pub, _, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/chatd/chatd/internal/auth"
 	"github.com/chatd/chatd/internal/hub"
 	"github.com/chatd/chatd/internal/protocol"
+	"github.com/chatd/chatd/internal/ratelimit"
 )
 
 // writeError writes the JSON error body of PROTOCOL.md §1.
@@ -123,9 +124,25 @@ func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, status, map[string]any{"room": m.Room, "id": m.ID, "ts": m.TS, "duplicate": dup})
 }
 
+// handleDevTokenInfo answers GET /api/dev/token: {"dev": true} when POST
+// signs tokens, {"dev": false} otherwise. It is always a 200, so that a
+// page that asks learns the answer without a failed request in the
+// browser's console.
+func (s *Server) handleDevTokenInfo(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]bool{"dev": s.signer != nil})
+}
+
 // handleDevToken signs a token for a name, for the browser client's sign
-// in. It exists only in dev mode (no key configured).
+// in. It exists in dev mode (no key configured) and with DevTokens (a
+// configured secret). Anyone may ask, so it is rate-limited per client
+// address.
 func (s *Server) handleDevToken(w http.ResponseWriter, r *http.Request) {
+	if ok, retry := s.devTokens.Allow(s.clientIPs.ClientIP(r), time.Now()); !ok {
+		s.metrics.rateLimited.WithLabelValues("dev_token").Inc()
+		w.Header().Set("Retry-After", ratelimit.RetryAfterSeconds(retry))
+		writeError(w, http.StatusTooManyRequests, "rate_limited", "too many token requests from your address; retry after Retry-After seconds")
+		return
+	}
 	var body struct {
 		Name string `json:"name"`
 	}

@@ -201,8 +201,94 @@ func TestDevToken(t *testing.T) {
 		checkErrorBody(t, resp, body, "bad_request")
 	}
 	keyed := startServer(t, fastConfig())
-	if keyed.Server.DevMode() {
-		t.Error("DevMode() is true with a key")
+	if keyed.Server.DevMode() || keyed.Server.DevTokens() {
+		t.Error("DevMode() or DevTokens() is true with a key")
+	}
+	// GET says whether POST signs, always with a 200 (a page asks it
+	// before showing the sign-in, and a failed request would be logged
+	// in the browser's console).
+	for _, tc := range []struct {
+		ts   *testServer
+		want string
+	}{{ts, `{"dev":true}`}, {keyed, `{"dev":false}`}} {
+		resp, body := tc.ts.get(t, "/api/dev/token")
+		if resp.StatusCode != http.StatusOK || strings.TrimSpace(string(body)) != tc.want || resp.Header.Get("Content-Type") != "application/json" {
+			t.Errorf("GET /api/dev/token: %d %s %q, want 200 %s", resp.StatusCode, resp.Header.Get("Content-Type"), body, tc.want)
+		}
+	}
+}
+
+// TestDevTokensWithSecret: with a configured secret and DevTokens, POST
+// /api/dev/token signs with that secret, so that another node sharing it
+// (without DevTokens) accepts the token: a cluster's page signs in by name
+// on whichever node the balancer picks.
+func TestDevTokensWithSecret(t *testing.T) {
+	t.Parallel()
+	cfg := fastConfig()
+	cfg.DevTokens = true
+	signing := startServer(t, cfg)
+	if signing.Server.DevMode() || !signing.Server.DevTokens() {
+		t.Fatalf("DevMode() = %v, DevTokens() = %v with a secret and DevTokens; want false, true", signing.Server.DevMode(), signing.Server.DevTokens())
+	}
+	resp, body := signing.get(t, "/api/dev/token")
+	if resp.StatusCode != http.StatusOK || strings.TrimSpace(string(body)) != `{"dev":true}` {
+		t.Errorf("GET /api/dev/token: %d %s", resp.StatusCode, body)
+	}
+	resp, body = signing.post(t, "/api/dev/token", "", `{"name":"Ann"}`)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("dev token: %d %s", resp.StatusCode, body)
+	}
+	tok := decodeJSON(t, body).str("token")
+	other := startServer(t, fastConfig()) // same secret, no dev tokens
+	for _, ts := range []*testServer{signing, other} {
+		c := ts.dialWith(t, "ann", dialOpts{subprotocols: []string{"chat", "access_token." + tok}})
+		if w := c.expect("welcome"); w.str("user") != "Ann" {
+			t.Errorf("welcome %v", w)
+		}
+	}
+	// A token made by a server with another secret is refused.
+	devMode := startServer(t, fastConfig(), serverOpts{devMode: true})
+	_, body = devMode.post(t, "/api/dev/token", "", `{"name":"Ann"}`)
+	if _, err := signing.tryDial(dialOpts{subprotocols: []string{"chat", "access_token." + decodeJSON(t, body).str("token")}}); dialStatus(err) != http.StatusUnauthorized {
+		t.Errorf("a token of another secret: %v, want 401", err)
+	}
+}
+
+// TestDevTokenRateLimit: POST /api/dev/token is limited per client
+// address like upgrades are (with a limiter of its own): beyond the
+// burst, 429 with Retry-After; upgrades are not charged for tokens.
+func TestDevTokenRateLimit(t *testing.T) {
+	t.Parallel()
+	cfg := fastConfig()
+	cfg.UpgradeRate, cfg.UpgradeBurst = 0.01, 3 // one more every 100 s
+	ts := startServer(t, cfg, serverOpts{devMode: true})
+	var token string
+	for i := range 3 {
+		resp, body := ts.post(t, "/api/dev/token", "", `{"name":"Ann"}`)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("token %d of a burst of 3: %d %s", i+1, resp.StatusCode, body)
+		}
+		token = decodeJSON(t, body).str("token")
+	}
+	resp, body := ts.post(t, "/api/dev/token", "", `{"name":"Ann"}`)
+	if resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("token beyond the burst: %d %s, want 429", resp.StatusCode, body)
+	}
+	checkErrorBody(t, resp, body, "rate_limited")
+	if ra, err := strconv.Atoi(resp.Header.Get("Retry-After")); err != nil || ra < 90 || ra > 100 {
+		t.Errorf("Retry-After %q, want about 100 s", resp.Header.Get("Retry-After"))
+	}
+	// The upgrade limit has its own budget: the three tokens cost none.
+	for range 3 {
+		c := ts.dialWith(t, "ann", dialOpts{subprotocols: []string{"chat", "access_token." + token}})
+		c.expect("welcome")
+	}
+	if got := ts.metric(t, `chatd_rate_limited_total{node="test",scope="dev_token"}`); got != 1 {
+		t.Errorf("dev_token denials metric %v, want 1", got)
+	}
+	// Asking whether dev sign-in exists is not limited.
+	if resp, body := ts.get(t, "/api/dev/token"); resp.StatusCode != http.StatusOK {
+		t.Errorf("GET /api/dev/token after the limit: %d %s", resp.StatusCode, body)
 	}
 }
 

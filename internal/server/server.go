@@ -51,7 +51,9 @@ type Server struct {
 	broker      hub.Broker
 	hub         *hub.Hub
 	verifier    *auth.Verifier
-	signer      *auth.Signer // dev mode only
+	signer      *auth.Signer // set when POST /api/dev/token signs tokens
+	devMode     bool         // no key was configured: the secret is random
+	devTokens   *ratelimit.IPLimiter
 	origins     *auth.OriginPolicy
 	clientIPs   *clientip.Resolver
 	upgrades    *ratelimit.IPLimiter
@@ -83,17 +85,24 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s.idle = sync.NewCond(&s.mu)
 
 	authCfg := cfg.Auth
+	var err error
 	if len(authCfg.Secret) == 0 && len(authCfg.PublicKeyPEM) == 0 {
-		secret, err := auth.NewDevSecret()
-		if err != nil {
+		s.devMode = true
+		if authCfg.Secret, err = auth.NewDevSecret(); err != nil {
 			return nil, fmt.Errorf("dev mode secret: %w", err)
 		}
-		authCfg.Secret = secret
-		if s.signer, err = auth.NewSigner(authCfg); err != nil {
-			return nil, fmt.Errorf("dev mode signer: %w", err)
-		}
 	}
-	var err error
+	if s.devMode || cfg.DevTokens {
+		// Validate refused DevTokens with a public key: here the key is
+		// a secret, random or configured.
+		if s.signer, err = auth.NewSigner(authCfg); err != nil {
+			return nil, fmt.Errorf("dev token signer: %w", err)
+		}
+		// A limiter of its own, as generous as the upgrade limit: every
+		// connection of a browser client may need a token first, and
+		// signing costs far less than a connection.
+		s.devTokens = ratelimit.NewIPLimiter(cfg.UpgradeRate, cfg.UpgradeBurst, ratelimit.DefaultMaxIPs)
+	}
 	if s.verifier, err = auth.NewVerifier(authCfg); err != nil {
 		return nil, fmt.Errorf("token verification: %w", err)
 	}
@@ -135,7 +144,11 @@ func New(cfg Config, deps Deps) (*Server, error) {
 
 // DevMode reports whether the server made its own secret (no key was
 // configured) and serves POST /api/dev/token.
-func (s *Server) DevMode() bool { return s.signer != nil }
+func (s *Server) DevMode() bool { return s.devMode }
+
+// DevTokens reports whether POST /api/dev/token hands out tokens: in dev
+// mode, or with Config.DevTokens and a secret.
+func (s *Server) DevTokens() bool { return s.signer != nil }
 
 // Handler returns the HTTP handler with every route.
 func (s *Server) Handler() http.Handler { return s.handler }
@@ -157,14 +170,20 @@ func (s *Server) routes(web http.Handler) http.Handler {
 		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "use POST")
 	})
 	r.Post("/api/rooms/{room}/messages", s.handlePublish)
-	if s.signer != nil {
-		r.Post("/api/dev/token", s.handleDevToken)
-	}
-	// Anything else at /ws is a handshake error, not a 405 from the router.
-	r.HandleFunc("/ws", s.handleWS)
 	notFound := func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such endpoint")
 	}
+	// GET says whether dev sign-in is available, so that a page can
+	// offer it without a request that fails; POST signs, or is a 404
+	// when the server does not hand out tokens.
+	r.Get("/api/dev/token", s.handleDevTokenInfo)
+	if s.signer != nil {
+		r.Post("/api/dev/token", s.handleDevToken)
+	} else {
+		r.Post("/api/dev/token", notFound)
+	}
+	// Anything else at /ws is a handshake error, not a 405 from the router.
+	r.HandleFunc("/ws", s.handleWS)
 	// API paths never reach the web client, whatever it serves: without
 	// dev mode, POST /api/dev/token is a JSON 404.
 	r.HandleFunc("/api/*", notFound)

@@ -1,4 +1,5 @@
-// Signing in. A dev-mode server (no key configured) signs a token for any
+// Signing in. A dev-mode server (no key configured), or one with dev
+// tokens enabled beside its secret (a test cluster), signs a token for any
 // name at POST /api/dev/token; any other server needs a token from its
 // operator, pasted in or given in the page's URL as #token=<jwt>. The
 // credentials live in sessionStorage: they survive a reload of this tab and
@@ -37,18 +38,16 @@ export async function devToken(name) {
 }
 
 /**
- * devModeAvailable reports whether the server signs dev tokens: it answers
- * an empty name with 400 when it does, and 404 when the route is absent.
+ * devModeAvailable reports whether the server signs dev tokens: GET
+ * /api/dev/token answers {"dev": true} when it does and {"dev": false}
+ * when it does not, both with a 200, so asking logs no failed request.
  */
 export async function devModeAvailable() {
   try {
-    const res = await fetch("/api/dev/token", {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: '{"name":""}',
-      cache: "no-store",
-    });
-    return res.status === 400;
+    const res = await fetch("/api/dev/token", { cache: "no-store" });
+    if (!res.ok) return false;
+    const body = await res.json();
+    return body?.dev === true;
   } catch {
     return false;
   }

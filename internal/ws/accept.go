@@ -28,7 +28,9 @@ type AcceptOptions struct {
 	CheckOrigin func(r *http.Request) bool
 	// Compression enables permessage-deflate when the client offers it.
 	Compression bool
-	// ResponseHeader is added to the 101 response (e.g. Set-Cookie).
+	// ResponseHeader is added to the 101 response (e.g. Set-Cookie). The
+	// handshake's own headers (Upgrade, Connection, Sec-WebSocket-*) in it
+	// are ignored: they come from the negotiation.
 	ResponseHeader http.Header
 	// Reject writes the HTTP error response for a refused handshake. When
 	// nil, a plain-text error is written.
@@ -109,6 +111,9 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (*Conn,
 		if !isToken(k) {
 			continue // not a header name: it could inject lines
 		}
+		if _, ok := handshakeResponseHeaders[http.CanonicalHeaderKey(k)]; ok {
+			continue // written above, from the negotiation
+		}
 		for _, v := range vs {
 			resp = append(resp, "\r\n"...)
 			resp = append(resp, k...)
@@ -126,6 +131,13 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (*Conn,
 	}
 	_ = nc.SetWriteDeadline(time.Time{})
 	return newConn(nc, true, buffered, opts.withDefaults(), subprotocol, dp), nil
+}
+
+// handshakeResponseHeaders are the 101 response's own headers, which
+// AcceptOptions.ResponseHeader cannot add to or contradict.
+var handshakeResponseHeaders = map[string]struct{}{
+	"Upgrade": {}, "Connection": {}, "Sec-Websocket-Accept": {},
+	"Sec-Websocket-Protocol": {}, "Sec-Websocket-Extensions": {},
 }
 
 // checkUpgrade validates an upgrade request (RFC 6455 §4.2.1) and

@@ -3,6 +3,7 @@ package ws
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -169,10 +170,13 @@ func TestAcceptResponse(t *testing.T) {
 		Subprotocols: []string{"chat"},
 		Compression:  true,
 		ResponseHeader: http.Header{
-			"Set-Cookie":   {"a=b"},
-			"X-Evil":       {"x\r\nInjected: yes"},
-			"Bad Name":     {"v"},
-			"X-Multi-Line": {"1", "2"},
+			"Set-Cookie":               {"a=b"},
+			"X-Evil":                   {"x\r\nInjected: yes"},
+			"Bad Name":                 {"v"},
+			"X-Multi-Line":             {"1", "2"},
+			"Sec-WebSocket-Protocol":   {"forged"},
+			"sec-websocket-extensions": {"x-forged"},
+			"Connection":               {"close"},
 		},
 	}
 	ts := startServer(t, opts, nil)
@@ -198,6 +202,9 @@ func TestAcceptResponse(t *testing.T) {
 		{"X-Evil", resp.Header.Get("X-Evil"), "xInjected: yes"},
 		{"Injected", resp.Header.Get("Injected"), ""},
 		{"X-Multi-Line", strings.Join(resp.Header.Values("X-Multi-Line"), ","), "1,2"},
+		{"one Sec-WebSocket-Protocol", strings.Join(resp.Header.Values("Sec-WebSocket-Protocol"), ","), "chat"},
+		{"one Sec-WebSocket-Extensions", fmt.Sprint(len(resp.Header.Values("Sec-WebSocket-Extensions"))), "1"},
+		{"one Connection", strings.Join(resp.Header.Values("Connection"), ","), "Upgrade"},
 	}
 	for _, c := range checks {
 		if c.got != c.want {

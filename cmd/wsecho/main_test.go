@@ -110,6 +110,39 @@ func TestHandler(t *testing.T) {
 	}
 }
 
+// TestBurst sends 1000 messages without waiting for their echoes, as
+// Autobahn's 12.x and 13.x cases do, while reading the echoes as they come:
+// every one comes back, in order, compressed or not.
+func TestBurst(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(Handler(true, 64<<20))
+	t.Cleanup(srv.Close)
+	for _, compress := range []bool{true, false} {
+		c := dial(t, "ws"+strings.TrimPrefix(srv.URL, "http")+"/", compress)
+		msg := func(i int) []byte { return bytes.Repeat([]byte(fmt.Sprintf("%04d ", i)), i%400) }
+		errc := make(chan error, 1)
+		go func() {
+			for i := range 1000 {
+				if err := c.WriteMessage(ws.Text, msg(i)); err != nil {
+					errc <- err
+					return
+				}
+			}
+			errc <- nil
+		}()
+		for i := range 1000 {
+			_, got, err := c.ReadMessage(nil)
+			if err != nil || !bytes.Equal(got, msg(i)) {
+				t.Fatalf("compress=%v: echo %d: %d bytes, %v", compress, i, len(got), err)
+			}
+		}
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+		c.Close(ws.StatusNormalClosure, "")
+	}
+}
+
 // TestFlags checks the flag parsing in-process.
 func TestFlags(t *testing.T) {
 	tests := []struct {

@@ -7,11 +7,12 @@ import (
 
 // Close starts the closing handshake (RFC 6455 §7.1.2): it sends a close
 // frame with code and reason, waits for the peer's close frame, and closes
-// the connection, all within CloseTimeout. It returns an error only when
-// the close frame could not be sent; how the handshake ended (answered,
-// timed out) is what ReadMessage reports, as a *CloseError. A goroutine blocked in
+// the connection, all within CloseTimeout. A goroutine blocked in
 // ReadMessage sees the peer's answer and returns a *CloseError; when no
 // goroutine is reading, Close reads (and discards) until the answer comes.
+// Close returns an error only when the close frame could not be sent; how
+// the handshake ended (answered, or timed out: ErrCloseTimeout) is what
+// ReadMessage reports.
 //
 // code 0 or 1005 sends a close frame without a status. Codes that may not
 // be sent (1006, 1015, unassigned ones) are refused with an error, and the

@@ -83,7 +83,7 @@ const browserPage = `<!doctype html><meta charset="utf-8"><title>interop</title>
 // every echo byte for byte. It resolves to a report.
 const browserScript = `(async () => {
   const sizes = %s;
-  const ws = new WebSocket("ws://" + location.host + "/ws");
+  const ws = new WebSocket("ws://" + location.host + %q);
   ws.binaryType = "arraybuffer";
   const inbox = [];
   let waiting = null;
@@ -154,56 +154,11 @@ type browserReport struct {
 }
 
 // TestChromium: a real headless Chromium, with its own WebSocket object,
-// talks to our server with permessage-deflate negotiated: text and binary
-// echoes of several sizes, byte for byte, and a clean close.
+// talks to our server with permessage-deflate negotiated, and to one with
+// compression off: text and binary echoes of several sizes, byte for byte,
+// the extension the browser reports, and a clean close.
 func TestChromium(t *testing.T) {
 	ctx := startChromium(t)
-
-	type seen struct {
-		typ ws.MessageType
-		n   int
-	}
-	var (
-		mu         sync.Mutex
-		compressed []bool
-		received   []seen
-		ended      = make(chan error, 1)
-	)
-	mux := http.NewServeMux()
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		io.WriteString(w, browserPage)
-	})
-	mux.HandleFunc("/ws", func(w http.ResponseWriter, r *http.Request) {
-		c, err := ws.Accept(w, r, &ws.AcceptOptions{Compression: true, Options: ws.Options{ReadLimit: readLimit}})
-		if err != nil {
-			ended <- err
-			return
-		}
-		defer c.CloseNow()
-		mu.Lock()
-		compressed = append(compressed, c.Compressed())
-		mu.Unlock()
-		var buf []byte
-		for {
-			typ, p, err := c.ReadMessage(buf[:0])
-			if err != nil {
-				ended <- err
-				return
-			}
-			mu.Lock()
-			received = append(received, seen{typ, len(p)})
-			mu.Unlock()
-			if err := c.WriteMessage(typ, p); err != nil {
-				ended <- err
-				return
-			}
-			buf = p
-		}
-	})
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
-
 	sizes := []int{0, 1, 125, 126, 1000, 65535, 65536, 1 << 20, 4 << 20}
 	sizesJS := "["
 	for i, n := range sizes {
@@ -214,51 +169,105 @@ func TestChromium(t *testing.T) {
 	}
 	sizesJS += "]"
 
-	runCtx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-	defer cancel()
-	if err := chromedp.Do(runCtx, chromedp.Navigate(srv.URL+"/")); err != nil {
-		t.Fatalf("navigate: %v", err)
-	}
-	rep, err := chromedp.Run(runCtx, chromedp.Evaluate[browserReport](fmt.Sprintf(browserScript, sizesJS), chromedp.EvalAwaitPromise))
-	if err != nil {
-		t.Fatalf("browser script: %v", err)
-	}
-	t.Logf("Chromium negotiated %q; checked %d echoes", rep.Extensions, len(rep.Checked))
-	if rep.Extensions == "" || !containsString([]string{
-		"permessage-deflate; server_no_context_takeover; client_no_context_takeover",
-	}, rep.Extensions) {
-		t.Errorf("negotiated extensions %q, want permessage-deflate without context takeover", rep.Extensions)
-	}
-	for _, e := range rep.Errors {
-		t.Error(e)
-	}
-	if len(rep.Checked) != 2*len(sizes) {
-		t.Errorf("checked %v, want %d echoes", rep.Checked, 2*len(sizes))
-	}
-	if rep.CloseCode != 1000 || !rep.CloseClean {
-		t.Errorf("browser saw close %d (clean %v), want a clean 1000", rep.CloseCode, rep.CloseClean)
-	}
-
-	select {
-	case err := <-ended:
-		var ce *ws.CloseError
-		if !errors.As(err, &ce) || ce.Code != 1000 || ce.Reason != "done" || !ce.Remote || ce.Err != nil {
-			t.Errorf("server ended with %v, want the browser's clean close 1000 \"done\"", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("the server connection did not end")
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	if len(compressed) != 1 || !compressed[0] {
-		t.Errorf("server side compression: %v, want one compressed connection", compressed)
-	}
-	for i, n := range sizes {
-		for j, typ := range []ws.MessageType{ws.Text, ws.Binary} {
-			k := 2*i + j
-			if k >= len(received) || received[k] != (seen{typ, n}) {
-				t.Fatalf("server received %v, want the sizes %v as text then binary", received, sizes)
+	for _, mode := range []struct {
+		path     string
+		compress bool
+		wantExt  string
+	}{
+		{"/deflate", true, "permessage-deflate; server_no_context_takeover; client_no_context_takeover"},
+		{"/plain", false, ""},
+	} {
+		t.Run(mode.path[1:], func(t *testing.T) {
+			type seen struct {
+				typ ws.MessageType
+				n   int
 			}
-		}
+			var (
+				mu         sync.Mutex
+				compressed []bool
+				received   []seen
+				ended      = make(chan error, 1)
+			)
+			mux := http.NewServeMux()
+			mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "text/html; charset=utf-8")
+				io.WriteString(w, browserPage)
+			})
+			mux.HandleFunc(mode.path, func(w http.ResponseWriter, r *http.Request) {
+				c, err := ws.Accept(w, r, &ws.AcceptOptions{Compression: mode.compress, Options: ws.Options{ReadLimit: readLimit}})
+				if err != nil {
+					ended <- err
+					return
+				}
+				defer c.CloseNow()
+				mu.Lock()
+				compressed = append(compressed, c.Compressed())
+				mu.Unlock()
+				var buf []byte
+				for {
+					typ, p, err := c.ReadMessage(buf[:0])
+					if err != nil {
+						ended <- err
+						return
+					}
+					mu.Lock()
+					received = append(received, seen{typ, len(p)})
+					mu.Unlock()
+					if err := c.WriteMessage(typ, p); err != nil {
+						ended <- err
+						return
+					}
+					buf = p
+				}
+			})
+			srv := httptest.NewServer(mux)
+			t.Cleanup(srv.Close)
+
+			runCtx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+			defer cancel()
+			if err := chromedp.Do(runCtx, chromedp.Navigate(srv.URL+"/")); err != nil {
+				t.Fatalf("navigate: %v", err)
+			}
+			rep, err := chromedp.Run(runCtx, chromedp.Evaluate[browserReport](fmt.Sprintf(browserScript, sizesJS, mode.path), chromedp.EvalAwaitPromise))
+			if err != nil {
+				t.Fatalf("browser script: %v", err)
+			}
+			t.Logf("Chromium negotiated %q; checked %d echoes", rep.Extensions, len(rep.Checked))
+			if rep.Extensions != mode.wantExt {
+				t.Errorf("negotiated extensions %q, want %q", rep.Extensions, mode.wantExt)
+			}
+			for _, e := range rep.Errors {
+				t.Error(e)
+			}
+			if len(rep.Checked) != 2*len(sizes) {
+				t.Errorf("checked %v, want %d echoes", rep.Checked, 2*len(sizes))
+			}
+			if rep.CloseCode != 1000 || !rep.CloseClean {
+				t.Errorf("browser saw close %d (clean %v), want a clean 1000", rep.CloseCode, rep.CloseClean)
+			}
+
+			select {
+			case err := <-ended:
+				var ce *ws.CloseError
+				if !errors.As(err, &ce) || ce.Code != 1000 || ce.Reason != "done" || !ce.Remote || ce.Err != nil {
+					t.Errorf("server ended with %v, want the browser's clean close 1000 \"done\"", err)
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatal("the server connection did not end")
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if len(compressed) != 1 || compressed[0] != mode.compress {
+				t.Errorf("server side compression: %v, want one connection with compression %v", compressed, mode.compress)
+			}
+			for i, n := range sizes {
+				for j, typ := range []ws.MessageType{ws.Text, ws.Binary} {
+					k := 2*i + j
+					if k >= len(received) || received[k] != (seen{typ, n}) {
+						t.Fatalf("server received %v, want the sizes %v as text then binary", received, sizes)
+					}
+				}
+			}
+		})
 	}
 }

@@ -425,6 +425,10 @@ func TestKeepalive(t *testing.T) {
 		}
 	})
 	t.Run("live-peer", func(t *testing.T) {
+		// A generous pong timeout: the test answers from a loaded machine.
+		opts := echoOpts()
+		opts.PingInterval, opts.PongTimeout = 30*time.Millisecond, 5*time.Second
+		ts := startServer(t, opts, nil)
 		rc := dialRaw(t, ts.addr, "")
 		pings := 0
 		for pings < 5 {

@@ -268,22 +268,32 @@ func (k *keepalive) tick() {
 		k.mu.Unlock()
 		return
 	}
+	now := time.Now().UnixNano()
 	if k.pingAt != 0 {
 		// Check phase: any frame since the ping counts as an answer.
-		if k.lastRead.Load() < k.pingAt {
+		if k.lastRead.Load() >= k.pingAt {
+			next := time.Duration(k.pingAt + int64(k.interval) - now)
+			k.pingAt = 0
+			k.timer.Reset(max(next, 0))
+			k.mu.Unlock()
+			return
+		}
+		if now-k.pingAt >= int64(k.timeout) {
 			k.stopped = true
 			k.mu.Unlock()
 			k.c.closeTransport(ErrPongTimeout)
 			return
 		}
-		next := time.Duration(k.pingAt + int64(k.interval) - time.Now().UnixNano())
-		k.pingAt = 0
-		k.timer.Reset(max(next, 0))
+		// Checked early (the interval is shorter than the timeout) and
+		// no answer yet: look again when the timeout runs out.
+		k.timer.Reset(time.Duration(k.pingAt + int64(k.timeout) - now))
 		k.mu.Unlock()
 		return
 	}
-	k.pingAt = time.Now().UnixNano()
-	k.timer.Reset(k.timeout)
+	k.pingAt = now
+	// Check at the next ping's time or at the timeout, whichever comes
+	// first, so that an interval shorter than the timeout is kept.
+	k.timer.Reset(min(k.interval, k.timeout))
 	k.mu.Unlock()
 	// A failed ping needs no handling here: the reader sees the broken
 	// connection, and the check phase closes a peer that stopped reading.

@@ -32,12 +32,27 @@ func (c RetentionConfig) WithDefaults() RetentionConfig {
 // MemoryBroker is the broker of a single node: history in memory, delivery
 // by a direct call. Ids are assigned like Redis stream ids
 // (<milliseconds>-<sequence>, strictly increasing per room).
+//
+// Its history begins when it is made: a node that restarts lost whatever
+// came before, and cannot say what that was. So every room's history has
+// a floor, the id before which it cannot vouch for anything, and a since
+// below the floor is never recovered (see Since). A room whose history has
+// expired entirely and that nobody is in or subscribed to is forgotten, so
+// that memory does not grow with every room name ever used; the floor of
+// its next incarnation is at least its last id.
 type MemoryBroker struct {
-	cfg RetentionConfig
-	now func() time.Time
+	cfg        RetentionConfig
+	now        func() time.Time
+	sweepEvery time.Duration
 
-	mu      sync.Mutex // guards rooms; taken before a room's mu, never after
-	rooms   map[string]*memRoom
+	mu sync.Mutex // guards the fields below; taken before a room's mu, never after
+	// rooms are the rooms the broker knows.
+	rooms map[string]*memRoom
+	// floor is the floor of a room made now: the id of the broker's
+	// start, raised to the last id of every room forgotten since.
+	floor     protocol.ID
+	nextSweep time.Time
+
 	handler atomic.Pointer[Handler]
 }
 
@@ -48,6 +63,8 @@ type memRoom struct {
 	msgs       []storedMessage // oldest first
 	last       protocol.ID     // last id assigned
 	trimmedTo  protocol.ID     // highest id dropped from retention
+	floor      protocol.ID     // history before it is unknown (see MemoryBroker)
+	gone       bool            // forgotten: a new room of the name replaces it
 	cids       map[string]string
 	presence   map[string]protocol.Member
 	subscribed bool
@@ -60,21 +77,105 @@ type storedMessage struct {
 
 // NewMemoryBroker returns a broker for one node.
 func NewMemoryBroker(cfg RetentionConfig) *MemoryBroker {
-	return &MemoryBroker{cfg: cfg.WithDefaults(), now: time.Now, rooms: map[string]*memRoom{}}
+	return newMemoryBroker(cfg, time.Now)
+}
+
+func newMemoryBroker(cfg RetentionConfig, now func() time.Time) *MemoryBroker {
+	cfg = cfg.WithDefaults()
+	start := now()
+	return &MemoryBroker{
+		cfg: cfg,
+		now: now,
+		// Often enough that an expired room does not linger much beyond
+		// its retention, seldom enough that the walk over every room
+		// costs nothing.
+		sweepEvery: min(cfg.TTL, time.Minute),
+		rooms:      map[string]*memRoom{},
+		floor:      protocol.ID{MS: uint64(max(start.UnixMilli(), 0))},
+		nextSweep:  start.Add(min(cfg.TTL, time.Minute)),
+	}
 }
 
 // SetHandler implements Broker.
 func (b *MemoryBroker) SetHandler(h Handler) { b.handler.Store(&h) }
 
+// room returns the room called name, made when create is set (nil when it
+// is not and the room is unknown). Now and then it first sweeps away the
+// rooms that hold nothing any more.
 func (b *MemoryBroker) room(name string, create bool) *memRoom {
+	now := b.now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if !now.Before(b.nextSweep) {
+		b.sweepLocked(now)
+		b.nextSweep = now.Add(b.sweepEvery)
+	}
 	r := b.rooms[name]
 	if r == nil && create {
-		r = &memRoom{cids: map[string]string{}, presence: map[string]protocol.Member{}}
+		r = &memRoom{
+			cids:     map[string]string{},
+			presence: map[string]protocol.Member{},
+			floor:    b.floor,
+			// Ids only grow, also from one incarnation of a room to the
+			// next when the clock went back meanwhile.
+			last: b.floor,
+		}
 		b.rooms[name] = r
 	}
 	return r
+}
+
+// lockRoom returns the room called name, made if need be, with its mu
+// held. A room is forgotten only when it holds nothing, but between the
+// lookup and the lock it may have been: what is about to be put in it
+// would be lost with it, so the lookup is made again.
+func (b *MemoryBroker) lockRoom(name string) *memRoom {
+	for {
+		r := b.room(name, true)
+		if testHookRoomLookedUp != nil {
+			testHookRoomLookedUp(b)
+		}
+		r.mu.Lock()
+		if !r.gone {
+			return r
+		}
+		r.mu.Unlock()
+	}
+}
+
+// testHookRoomLookedUp, set by tests only, runs between a room's lookup
+// and its lock in lockRoom.
+var testHookRoomLookedUp func(*MemoryBroker)
+
+// sweepLocked forgets every room that holds nothing once its expired
+// history is trimmed. b.mu is held.
+func (b *MemoryBroker) sweepLocked(now time.Time) {
+	for name, r := range b.rooms {
+		r.mu.Lock()
+		b.trim(r, now)
+		if r.unused() {
+			b.forgetLocked(name, r)
+		}
+		r.mu.Unlock()
+	}
+}
+
+// unused reports whether the room holds nothing: no retained message,
+// nobody present, no subscription. r.mu is held.
+func (r *memRoom) unused() bool {
+	return len(r.msgs) == 0 && len(r.presence) == 0 && !r.subscribed
+}
+
+// forgetLocked drops the room, raising the floor of rooms made from now
+// on to its last id: a since below that id may have missed messages of
+// the forgotten room, one at or above it missed nothing. b.mu and r.mu are
+// held.
+func (b *MemoryBroker) forgetLocked(name string, r *memRoom) {
+	delete(b.rooms, name)
+	r.gone = true
+	if r.last.Compare(b.floor) > 0 {
+		b.floor = r.last
+	}
 }
 
 func (b *MemoryBroker) getHandler() Handler {
@@ -84,9 +185,9 @@ func (b *MemoryBroker) getHandler() Handler {
 	return nil
 }
 
-// forgetIfUnused drops a room that holds nothing: no history, nobody
-// present, no subscription, so that joining many empty rooms costs nothing
-// once they are left.
+// forgetIfUnused drops a room that holds nothing: no retained history,
+// nobody present, no subscription, so that joining many empty rooms costs
+// nothing once they are left.
 func (b *MemoryBroker) forgetIfUnused(name string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -96,8 +197,9 @@ func (b *MemoryBroker) forgetIfUnused(name string) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if len(r.msgs) == 0 && len(r.presence) == 0 && !r.subscribed && r.last.IsZero() {
-		delete(b.rooms, name)
+	b.trim(r, b.now())
+	if r.unused() {
+		b.forgetLocked(name, r)
 	}
 }
 
@@ -109,8 +211,7 @@ func (b *MemoryBroker) Publish(ctx context.Context, m protocol.Message) (protoco
 	if err := ctx.Err(); err != nil {
 		return m, false, err
 	}
-	r := b.room(m.Room, true)
-	r.mu.Lock()
+	r := b.lockRoom(m.Room)
 	defer r.mu.Unlock()
 	now := b.now()
 	b.trim(r, now)
@@ -202,7 +303,9 @@ func (b *MemoryBroker) History(ctx context.Context, room, before string, limit i
 	return out, start > 0, nil
 }
 
-// Since implements Broker.
+// Since implements Broker. recovered is false when since is below the
+// room's floor (what came before this broker's history began is unknown)
+// or below the highest id dropped from retention.
 func (b *MemoryBroker) Since(ctx context.Context, room, since string) ([]protocol.Message, bool, error) {
 	sid, ok := protocol.ParseID(since)
 	if !ok {
@@ -210,7 +313,11 @@ func (b *MemoryBroker) Since(ctx context.Context, room, since string) ([]protoco
 	}
 	r := b.room(room, false)
 	if r == nil {
-		return nil, true, ctx.Err()
+		// A room made now would have this floor, and hold nothing.
+		b.mu.Lock()
+		floor := b.floor
+		b.mu.Unlock()
+		return nil, floor.Compare(sid) <= 0, ctx.Err()
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -223,13 +330,12 @@ func (b *MemoryBroker) Since(ctx context.Context, room, since string) ([]protoco
 	for _, s := range r.msgs[i:] {
 		out = append(out, s.m)
 	}
-	return out, r.trimmedTo.Compare(sid) <= 0, nil
+	return out, r.floor.Compare(sid) <= 0 && r.trimmedTo.Compare(sid) <= 0, nil
 }
 
 // Subscribe implements Broker.
 func (b *MemoryBroker) Subscribe(ctx context.Context, room string) error {
-	r := b.room(room, true)
-	r.mu.Lock()
+	r := b.lockRoom(room)
 	r.subscribed = true
 	r.mu.Unlock()
 	return ctx.Err()
@@ -249,8 +355,7 @@ func (b *MemoryBroker) Unsubscribe(ctx context.Context, room string) error {
 // AddMember implements Broker: with one node, the hub's first local
 // connection of a user is the first anywhere.
 func (b *MemoryBroker) AddMember(ctx context.Context, room string, m protocol.Member) (bool, error) {
-	r := b.room(room, true)
-	r.mu.Lock()
+	r := b.lockRoom(room)
 	defer r.mu.Unlock()
 	_, present := r.presence[m.User]
 	r.presence[m.User] = m

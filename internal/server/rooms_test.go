@@ -409,10 +409,21 @@ func TestJoinSince(t *testing.T) {
 	if len(j.list("history")) != 5 || j["recovered"] != false {
 		t.Errorf("join since 0-0: %v", j)
 	}
-	// A room that never had a message: nothing missed.
-	j = b.roundTrip(map[string]any{"type": "join", "room": "fresh", "since": "0-0"})
+	// A room that never had a message, since an id from this node's
+	// time: nothing missed.
+	j = b.roundTrip(map[string]any{"type": "join", "room": "fresh", "since": ids[0]})
 	if len(j.list("history")) != 0 || j["recovered"] != true {
-		t.Errorf("join fresh since 0-0: %v", j)
+		t.Errorf("join fresh since m0: %v", j)
+	}
+	// Since 0-0, or an id from before the node started (a node that
+	// restarted lost its history): nothing to replay, and nothing the
+	// node can vouch for.
+	old := fmt.Sprintf("%d-0", time.Now().Add(-time.Hour).UnixMilli())
+	for _, since := range []string{"0-0", old} {
+		j = b.roundTrip(map[string]any{"type": "join", "room": "fresh", "since": since})
+		if len(j.list("history")) != 0 || j["recovered"] != false {
+			t.Errorf("join fresh since %s: %v, want no history, recovered false", since, j)
+		}
 	}
 }
 

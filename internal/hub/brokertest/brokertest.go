@@ -38,6 +38,7 @@ func Run(t *testing.T, newBroker NewBroker) {
 		{"HistoryPaging", testHistoryPaging},
 		{"HistoryBadInput", testHistoryBadInput},
 		{"SinceRecovers", testSince},
+		{"RecoveryFloor", testRecoveryFloor},
 		{"SinceAfterCountTrim", testSinceAfterCountTrim},
 		{"AgeTrim", testAgeTrim},
 		{"Presence", testPresence},
@@ -370,30 +371,73 @@ func testSince(t *testing.T, nb NewBroker) {
 		all = append(all, Publish(t, b, "since", "ann", "m"+strconv.Itoa(i), ""))
 	}
 	tests := []struct {
-		name  string
-		since string
-		want  []string
+		name      string
+		since     string
+		want      []string
+		recovered bool
 	}{
-		{"from the first", all[0].ID, seq("m", 2, 5)},
-		{"from the middle", all[2].ID, seq("m", 4, 5)},
-		{"from the last", all[4].ID, nil},
-		{"from zero", "0-0", seq("m", 1, 5)},
-		{"from the future", "99999999999999-0", nil},
-		{"from the largest id", "18446744073709551615-18446744073709551615", nil},
+		{"from the first", all[0].ID, seq("m", 2, 5), true},
+		{"from the middle", all[2].ID, seq("m", 4, 5), true},
+		{"from the last", all[4].ID, nil, true},
+		// Everything retained, but what came before the room's history
+		// began is unknown (RecoveryFloor).
+		{"from zero", "0-0", seq("m", 1, 5), false},
+		{"from the future", "99999999999999-0", nil, true},
+		{"from the largest id", "18446744073709551615-18446744073709551615", nil, true},
 	}
 	for _, tt := range tests {
 		got, rec, err := b.Since(c, "since", tt.since)
 		if err != nil {
 			t.Fatalf("%s: %v", tt.name, err)
 		}
-		if !equal(texts(got), tt.want) || !rec {
-			t.Errorf("%s: got %q recovered=%v, want %q recovered=true", tt.name, texts(got), rec, tt.want)
+		if !equal(texts(got), tt.want) || rec != tt.recovered {
+			t.Errorf("%s: got %q recovered=%v, want %q recovered=%v", tt.name, texts(got), rec, tt.want, tt.recovered)
 		}
 	}
-	got, rec, err := b.Since(c, "no-such-room", all[0].ID)
-	if err != nil || len(got) != 0 || !rec {
-		t.Errorf("unknown room: got %d messages, recovered=%v, err=%v; want none, recovered", len(got), rec, err)
+}
+
+// testRecoveryFloor: a broker vouches only for what its history holds
+// since it began. A broker that lost its data (a single node restarted, a
+// Redis restarted without persistence) is, to a client that rejoins, a
+// broker whose history begins after the client's since: a since below
+// where the history begins (its floor) is not recovered, while what is
+// retained is still replayed.
+func testRecoveryFloor(t *testing.T, nb NewBroker) {
+	// An id from before the broker was made, like a since a client kept
+	// across the loss.
+	before := protocol.ID{MS: uint64(time.Now().Add(-time.Hour).UnixMilli()), Seq: 3}.String()
+	b := nb(t, defaultRetention())
+	c := ctx(t)
+	check := func(name, room, since string, want []string, recovered bool) {
+		t.Helper()
+		got, rec, err := b.Since(c, room, since)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if !equal(texts(got), want) || rec != recovered {
+			t.Errorf("%s: since %s: got %q recovered=%v, want %q recovered=%v", name, since, texts(got), rec, want, recovered)
+		}
 	}
+	check("a fresh broker, a room it never saw", "floor", before, nil, false)
+	check("a fresh broker, zero", "floor", "0-0", nil, false)
+	var all []protocol.Message
+	for i := 1; i <= 3; i++ {
+		all = append(all, Publish(t, b, "floor", "ann", "m"+strconv.Itoa(i), ""))
+	}
+	check("a since from before the broker", "floor", before, seq("m", 1, 3), false)
+	check("zero", "floor", "0-0", seq("m", 1, 3), false)
+	check("within retention", "floor", all[0].ID, seq("m", 2, 3), true)
+	check("the very last message", "floor", all[2].ID, nil, true)
+	check("another room, from before the broker", "floor-other", before, nil, false)
+	// A room that had messages once: the floor does not move with
+	// members coming and going.
+	if _, err := b.AddMember(c, "floor", protocol.Member{User: "bob", Name: "Bob"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.RemoveMember(c, "floor", "bob"); err != nil {
+		t.Fatal(err)
+	}
+	check("after a member came and went", "floor", all[1].ID, seq("m", 3, 3), true)
 }
 
 func testSinceAfterCountTrim(t *testing.T, nb NewBroker) {

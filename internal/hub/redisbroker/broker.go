@@ -3,7 +3,8 @@
 // de-duplication.
 //
 // A room is a stream (history and recovery), a hash of metadata (the
-// highest id dropped from retention), one key per client message id, a
+// highest id dropped from retention, and the first id, below which a
+// recovery is never complete), one key per client message id, a
 // sorted set and a hash of presence, and a pub/sub channel, all under the
 // hash tag {room} so that in a Redis Cluster they share one slot. A
 // message is stored and published by one Lua script (XADD, trimming, then
@@ -326,7 +327,11 @@ func (b *Broker) History(ctx context.Context, room, before string, limit int) ([
 // maxID is the largest id; nothing comes after it.
 var maxID = protocol.ID{MS: ^uint64(0), Seq: ^uint64(0)}
 
-// Since implements hub.Broker.
+// Since implements hub.Broker. recovered is false when since is below
+// the highest id dropped from the stream, or below the room's floor, the
+// first id Redis holds a record of: with no record at all (a room never
+// written, or a Redis that lost its data) Redis cannot say what came
+// before, and nothing is vouched for.
 func (b *Broker) Since(ctx context.Context, room, since string) ([]protocol.Message, bool, error) {
 	sid, ok := protocol.ParseID(since)
 	if !ok {
@@ -341,11 +346,13 @@ func (b *Broker) Since(ctx context.Context, room, since string) ([]protocol.Mess
 	if err != nil {
 		return nil, false, classify("since "+room, err)
 	}
-	if len(res) != 2 {
+	if len(res) != 3 {
 		return nil, false, fmt.Errorf("since %s: unexpected reply %v", room, res)
 	}
 	dStr, _ := res[0].(string)
 	dropped, _ := protocol.ParseID(dStr)
+	fStr, _ := res[2].(string)
+	floor, known := protocol.ParseID(fStr)
 	entries, _ := res[1].([]any)
 	out := make([]protocol.Message, 0, len(entries))
 	for _, e := range entries {
@@ -353,7 +360,7 @@ func (b *Broker) Since(ctx context.Context, room, since string) ([]protocol.Mess
 			out = append(out, m)
 		}
 	}
-	return out, dropped.Compare(sid) <= 0, nil
+	return out, known && floor.Compare(sid) <= 0 && dropped.Compare(sid) <= 0, nil
 }
 
 // AddMember implements hub.Broker: the node claims the user's presence.

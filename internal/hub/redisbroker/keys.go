@@ -9,7 +9,7 @@ import "strconv"
 // channel to the same shard.
 type keys struct {
 	stream   string // the history, a stream of messages
-	meta     string // hash: d = highest id dropped from the stream, l = last id added
+	meta     string // hash: d = highest id dropped from the stream, l = last id added, f = first id (the floor)
 	cidBase  string // + user/cid: the id published with a client message id
 	presence string // sorted set: user → latest expiry of their entries
 	entries  string // hash: user → {"n": name, "e": {node: expiry ms}}

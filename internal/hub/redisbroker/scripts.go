@@ -82,6 +82,13 @@ if redis.call('EXISTS', stream) == 0 then
   end
 end
 local id = redis.call('XADD', stream, idarg, 'f', from, 'n', name, 't', text, 'c', cid)
+-- The floor: the first id of the room's history as this Redis knows it.
+-- Without a record of the room (a new room, or a Redis that lost its data:
+-- restarted without persistence, flushed, evicted) nothing says what came
+-- before, so a recovery from below the floor is not complete. It lives in
+-- the metadata, which outlives the stream: once the stream expires, 'd'
+-- takes over (sync_expired).
+redis.call('HSETNX', meta, 'f', id)
 
 local len = redis.call('XLEN', stream)
 if len > size then
@@ -116,13 +123,15 @@ return redis.call('XREVRANGE', stream, hi, '-', 'COUNT', tonumber(ARGV[3]) + 1)
 // sinceScript returns what a recovery needs.
 //
 // KEYS: stream, meta. ARGV: retention ms, since. Returns {highest id
-// dropped, entries after since, oldest first}.
+// dropped, entries after since, oldest first, floor ("" when the room has
+// no record)}.
 var sinceScript = redis.NewScript(luaCommon + `
 local stream, meta = KEYS[1], KEYS[2]
 sync_expired(stream, meta)
 trim_age(stream, meta, now_ms(), tonumber(ARGV[1]))
 local d = redis.call('HGET', meta, 'd') or '0-0'
-return {d, redis.call('XRANGE', stream, '(' .. ARGV[2], '+')}
+local f = redis.call('HGET', meta, 'f') or ''
+return {d, redis.call('XRANGE', stream, '(' .. ARGV[2], '+'), f}
 `)
 
 // Presence. A room's presence is a sorted set of users scored by the

@@ -154,6 +154,9 @@ func handshake(ctx context.Context, nc net.Conn, u *url.URL, secure bool, opts *
 	fail := func(msg string) (*Conn, error) {
 		return nil, &DialError{Response: resp, Err: errors.New(msg)}
 	}
+	if !resp.ProtoAtLeast(1, 1) {
+		return fail("response is not HTTP/1.1: " + resp.Proto)
+	}
 	if !headerHasToken(resp.Header, "Upgrade", "websocket") || !headerHasToken(resp.Header, "Connection", "upgrade") {
 		return fail("response lacks Upgrade: websocket and Connection: Upgrade")
 	}

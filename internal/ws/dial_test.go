@@ -117,6 +117,9 @@ func TestDialVerifiesAnswer(t *testing.T) {
 		{"deflate twice", DialOptions{Compression: true}, func(r *http.Request) string {
 			return answer101(r, "Sec-WebSocket-Extensions: permessage-deflate, permessage-deflate\r\n")
 		}, "twice", 0, "", false, false},
+		{"HTTP/1.0", DialOptions{}, func(r *http.Request) string {
+			return strings.Replace(answer101(r, ""), "HTTP/1.1", "HTTP/1.0", 1)
+		}, "HTTP/1.1", 0, "", false, false},
 		{"not HTTP", DialOptions{}, func(*http.Request) string { return "SSH-2.0-OpenSSH\r\n\r\n" }, "read handshake response", 0, "", false, false},
 		{"hang-up", DialOptions{}, func(*http.Request) string { return "" }, "read handshake response", 0, "", false, false},
 	}

@@ -1,12 +1,15 @@
 package ws
 
 import (
+	"bufio"
 	"bytes"
 	"compress/flate"
+	"context"
 	"errors"
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -316,5 +319,67 @@ func FuzzUTF8(f *testing.F) {
 		if got != utf8.Valid(p) {
 			t.Fatalf("%q split at %d,%d: %v, utf8.Valid %v", p, i, j, got, !got)
 		}
+	})
+}
+
+// FuzzDialResponse: whatever a server answers to Dial's handshake, Dial
+// returns a connection or an error, never a panic or a hang; it accepts
+// only a 101 with the right key and what it offered. In the answer,
+// "{accept}" stands for the right Sec-WebSocket-Accept value, so that the
+// fuzzer gets past that check.
+func FuzzDialResponse(f *testing.F) {
+	ok := "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n"
+	for _, s := range []string{
+		ok + "\r\n",
+		ok + "Sec-WebSocket-Protocol: chat\r\n\r\n",
+		ok + "Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=10\r\n\r\n",
+		ok + "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits=10\r\n\r\n",
+		ok + "Sec-WebSocket-Protocol: a, b\r\n\r\n\x81\x05hello",
+		"HTTP/1.1 403 Forbidden\r\nContent-Length: 5\r\n\r\nnope!",
+		"HTTP/1.1 101 Switching Protocols\r\n\r\n",
+		"garbage\r\n\r\n",
+		ok + "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, answer string) {
+		local, peer := net.Pipe()
+		defer local.Close()
+		go func() {
+			defer peer.Close()
+			r, err := http.ReadRequest(bufio.NewReader(peer))
+			if err != nil {
+				return
+			}
+			resp := strings.ReplaceAll(answer, "{accept}", AcceptKey(r.Header.Get("Sec-WebSocket-Key")))
+			peer.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			peer.Write([]byte(resp))
+		}()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		u, _ := url.Parse("ws://example.com/")
+		opts := &DialOptions{Subprotocols: []string{"chat"}, Compression: true}
+		done := make(chan struct{})
+		var c *Conn
+		var err error
+		go func() {
+			defer close(done)
+			c, err = handshake(ctx, local, u, false, opts)
+		}()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			t.Fatal("handshake hangs")
+		}
+		if err != nil {
+			return
+		}
+		if !strings.HasPrefix(answer, "HTTP/1.") || strings.HasPrefix(answer, "HTTP/1.0") || !strings.Contains(answer, " 101") {
+			t.Fatalf("accepted %q", answer)
+		}
+		if sp := c.Subprotocol(); sp != "" && sp != "chat" {
+			t.Fatalf("subprotocol %q accepted", sp)
+		}
+		c.CloseNow()
 	})
 }

@@ -6,8 +6,10 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/chatd/chatd/internal/hub/redisbroker/redistest"
+	"github.com/chatd/chatd/internal/ws"
 )
 
 // Every scenario runs on a standalone Redis; the ones about delivery also
@@ -47,6 +49,7 @@ var scenarios = []struct {
 	{"IdempotentSendAcrossNodes", testIdempotent, true},
 	{"SharedRateLimit", testRateLimit, true},
 	{"NodeKilledClientsRecover", testNodeKilled, false},
+	{"DrainWithoutPresenceFlapping", testDrainPresence, false},
 }
 
 // messagesOf reads c's events until it has n messages of room, and
@@ -166,6 +169,70 @@ func testPresence(t *testing.T, url string, isCluster bool) {
 	bob2.send(map[string]any{"type": "leave", "room": "p", "ref": "l"})
 	if u, s := nextPresence(ann, "p"); u != "bob" || s != "leave" {
 		t.Fatalf("ann saw %s %s, want bob's leave once his last connection left", u, s)
+	}
+}
+
+// A node that drains (a rolling restart) lets its users' presence lapse
+// instead of withdrawing it: a user who is back on another node before
+// their claim expires is announced neither leaving nor joining, and one
+// who does not come back is announced leaving once, when the claim
+// expires.
+func testDrainPresence(t *testing.T, url string, isCluster bool) {
+	nodes := startNodes(t, url, isCluster, 2, clusterOpts{presenceTTL: 5 * time.Second})
+	watcher := dial(t, nodes[1], "watcher")
+	watcher.join("d", "")
+	if u, s := nextPresence(watcher, "d"); u != "watcher" || s != "join" {
+		t.Fatalf("watcher saw %s %s, want its own join", u, s)
+	}
+	// ann joins before cal, so that her claim on node 0 never outlives
+	// his: by the time his leave is announced, hers has expired too, and
+	// would have been announced first had she not come back.
+	ann := dial(t, nodes[0], "ann")
+	ann.join("d", "")
+	if u, s := nextPresence(watcher, "d"); u != "ann" || s != "join" {
+		t.Fatalf("watcher saw %s %s, want ann's join", u, s)
+	}
+	cal := dial(t, nodes[0], "cal")
+	cal.join("d", "")
+	if u, s := nextPresence(watcher, "d"); u != "cal" || s != "join" {
+		t.Fatalf("watcher saw %s %s, want cal's join", u, s)
+	}
+	ann.send(map[string]any{"type": "send", "room": "d", "text": "before the drain"})
+	last := ann.expect("message").str("id")
+
+	nodes[0].stop() // SIGTERM: draining, close 1001, Serve returns
+	ann.expect("draining")
+	<-ann.done
+	if code := ws.CloseStatus(ann.err); code != ws.StatusGoingAway {
+		t.Fatalf("ann's connection ended with %v (%v), want 1001", code, ann.err)
+	}
+	// ann is back, on node 1; cal is not.
+	ann = dial(t, nodes[1], "ann")
+	j := ann.join("d", last)
+	if j["recovered"] != true {
+		t.Errorf("ann's rejoin since %s: recovered %v", last, j["recovered"])
+	}
+	for {
+		e := watcher.next()
+		if e.str("type") != "presence" {
+			continue
+		}
+		if e.str("user") == "cal" && e.str("state") == "leave" {
+			break
+		}
+		t.Fatalf("watcher saw presence %s %s during the rolling restart; want only cal's leave once his claim expired", e.str("user"), e.str("state"))
+	}
+	// Nothing about ann after it either: everything before ann's next
+	// message has reached the watcher once it sees that message.
+	ann.send(map[string]any{"type": "send", "room": "d", "text": "after the drain"})
+	for {
+		e := watcher.next()
+		if e.str("type") == "presence" {
+			t.Fatalf("watcher saw presence %s %s after cal's leave", e.str("user"), e.str("state"))
+		}
+		if e.str("type") == "message" && e.str("text") == "after the drain" {
+			break
+		}
 	}
 }
 

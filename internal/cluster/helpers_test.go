@@ -68,6 +68,9 @@ type clusterOpts struct {
 	userBurst int
 	sendRate  float64 // per connection; default 1000/s
 	quiet     bool    // logs nowhere (benchmarks)
+	// presenceTTL is how long a node's presence claims outlive its last
+	// heartbeat; default 3 s.
+	presenceTTL time.Duration
 }
 
 // startNodes starts n nodes on the Redis at url, with a key prefix of
@@ -95,10 +98,14 @@ func startNode(t testing.TB, url string, isCluster bool, id, prefix string, opts
 	if err != nil {
 		t.Fatal(err)
 	}
+	presenceTTL := 3 * time.Second
+	if opts.presenceTTL > 0 {
+		presenceTTL = opts.presenceTTL
+	}
 	broker, err := redisbroker.New(client, redisbroker.Config{
 		NodeID:        id,
 		Prefix:        prefix,
-		PresenceTTL:   3 * time.Second,
+		PresenceTTL:   presenceTTL,
 		ProbeInterval: 200 * time.Millisecond,
 		StallTimeout:  3 * time.Second,
 		ReconnectMin:  20 * time.Millisecond,

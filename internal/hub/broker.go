@@ -89,3 +89,18 @@ type Broker interface {
 	// Close releases the broker's resources.
 	Close() error
 }
+
+// PresenceLapser is implemented by a broker whose presence claims expire
+// on their own unless renewed (the Redis broker). When a node drains, its
+// users reconnect to other nodes a moment later; withdrawing their
+// presence would announce each of them leaving and joining again. Letting
+// the claims lapse instead keeps a user who is back elsewhere within the
+// claim's lifetime present throughout, and announces the leave of one who
+// is not when the claim expires.
+type PresenceLapser interface {
+	// LapseMember stops renewing this node's claim of user's presence in
+	// room, without withdrawing it and without any event: the claim
+	// expires after the broker's presence TTL, and the user's leave is
+	// announced then, unless another node claimed them meanwhile.
+	LapseMember(ctx context.Context, room, user string) error
+}

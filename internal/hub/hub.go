@@ -33,6 +33,7 @@ type Hub struct {
 	rooms map[string]*room
 
 	deliveries atomic.Uint64
+	draining   atomic.Bool // see Drain
 }
 
 // room is a room with local members. subMu serialises the broker
@@ -139,7 +140,7 @@ func (h *Hub) Join(ctx context.Context, c Conn, name string, member protocol.Mem
 	}
 	res, err := h.serveJoin(ctx, c, r, member, ref, since, historyLimit)
 	if err != nil {
-		h.detach(ctx, c, r)
+		h.detach(ctx, c, r, false)
 		return JoinResult{}, err
 	}
 	return res, nil
@@ -248,23 +249,43 @@ func (h *Hub) attach(ctx context.Context, c Conn, name string, member protocol.M
 	return r, nil
 }
 
-// Leave removes c from the room.
+// Drain tells the hub that the node is shutting down and its
+// connections will reconnect to other nodes: from now on, when a
+// connection ends (Disconnect), its user's presence is left to lapse
+// rather than withdrawn, if the broker can (PresenceLapser), so that a
+// user who is back on another node a moment later is not announced as
+// leaving and joining again.
+func (h *Hub) Drain() { h.draining.Store(true) }
+
+// Leave removes c from the room: the client asked to leave.
 func (h *Hub) Leave(ctx context.Context, c Conn, name string) error {
+	return h.leave(ctx, c, name, false)
+}
+
+// Disconnect removes c from the room because its connection ended. It is
+// Leave, except while the hub drains (see Drain).
+func (h *Hub) Disconnect(ctx context.Context, c Conn, name string) error {
+	return h.leave(ctx, c, name, h.draining.Load())
+}
+
+func (h *Hub) leave(ctx context.Context, c Conn, name string, lapse bool) error {
 	h.mu.RLock()
 	r := h.rooms[name]
 	h.mu.RUnlock()
 	if r == nil {
 		return ErrNotJoined
 	}
-	if !h.detach(ctx, c, r) {
+	if !h.detach(ctx, c, r, lapse) {
 		return ErrNotJoined
 	}
 	return nil
 }
 
 // detach removes c from r, announces the user's departure when it was
-// their last connection in the room anywhere, and releases the room.
-func (h *Hub) detach(ctx context.Context, c Conn, r *room) bool {
+// their last connection in the room anywhere, and releases the room. With
+// lapse, and a broker that can, the user's presence is left to lapse
+// instead (see Drain).
+func (h *Hub) detach(ctx context.Context, c Conn, r *room, lapse bool) bool {
 	r.mu.Lock()
 	ms := r.conns[c]
 	r.mu.Unlock()
@@ -289,9 +310,15 @@ func (h *Hub) detach(ctx context.Context, c Conn, r *room) bool {
 	r.mu.Unlock()
 
 	if lastLocal {
-		last, err := h.broker.RemoveMember(ctx, r.name, user)
-		if err == nil && last {
-			_ = h.broker.PublishEvent(ctx, Event{Kind: EventPresence, Room: r.name, User: user, Name: ms.member.Name, State: protocol.PresenceLeave})
+		if l, ok := h.broker.(PresenceLapser); ok && lapse {
+			// Best effort, like the leave event: an error leaves the
+			// claim as it is, to expire all the same.
+			_ = l.LapseMember(ctx, r.name, user)
+		} else {
+			last, err := h.broker.RemoveMember(ctx, r.name, user)
+			if err == nil && last {
+				_ = h.broker.PublishEvent(ctx, Event{Kind: EventPresence, Room: r.name, User: user, Name: ms.member.Name, State: protocol.PresenceLeave})
+			}
 		}
 	}
 	r.unlockUser(user, lk)

@@ -2,7 +2,9 @@ package hub_test
 
 import (
 	"context"
+	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -61,5 +63,79 @@ func BenchmarkHubFanout(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(members), "ns/delivery")
 		})
+	}
+}
+
+// lapsingBroker is a MemoryBroker that can let presence lapse, and
+// records which claims it was asked to.
+type lapsingBroker struct {
+	*hub.MemoryBroker
+	mu     sync.Mutex
+	lapsed []string
+}
+
+func (b *lapsingBroker) LapseMember(ctx context.Context, room, user string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.lapsed = append(b.lapsed, room+"/"+user)
+	return nil
+}
+
+func (b *lapsingBroker) lapses() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Clone(b.lapsed)
+}
+
+// TestDrainLetsPresenceLapse: once the hub drains, a connection that ends
+// lets its user's presence lapse (no RemoveMember, no leave event), while
+// a client's own leave still withdraws it; before the drain, an ending
+// connection withdraws it too.
+func TestDrainLetsPresenceLapse(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := &lapsingBroker{MemoryBroker: hub.NewMemoryBroker(hub.RetentionConfig{})}
+	h := hub.New(b)
+	join := func(user, room string) *countingConn {
+		c := &countingConn{user: user}
+		if _, err := h.Join(ctx, c, room, protocol.Member{User: user, Name: user}, "", "", 50); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	members := func(room string) int {
+		ms, err := b.Members(ctx, room)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ms)
+	}
+	early := join("early", "r")
+	if err := h.Disconnect(ctx, early, "r"); err != nil {
+		t.Fatal(err)
+	}
+	if members("r") != 0 || len(b.lapses()) != 0 {
+		t.Fatalf("a connection that ended before the drain: %d members, lapses %v; want it withdrawn", members("r"), b.lapses())
+	}
+	watcher := join("watcher", "r")
+	ann, bob := join("ann", "r"), join("bob", "r")
+	h.Drain()
+	before := watcher.n.Load()
+	if err := h.Disconnect(ctx, ann, "r"); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.lapses(); !slices.Equal(got, []string{"r/ann"}) {
+		t.Errorf("lapses %v, want r/ann", got)
+	}
+	if err := h.Leave(ctx, bob, "r"); err != nil {
+		t.Fatal(err)
+	}
+	// ann is still claimed (until the claim expires, in a broker that
+	// expires them); bob left and was announced.
+	if n := members("r"); n != 2 {
+		t.Errorf("%d members after the drain, want watcher and ann", n)
+	}
+	if got := watcher.n.Load() - before; got != 1 {
+		t.Errorf("the watcher got %d events, want one: bob's leave", got)
 	}
 }

@@ -396,6 +396,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, tlsCert, tlsKey str
 // reconnects reach the other nodes evenly spread over the window.
 func (s *Server) Drain(ctx context.Context) {
 	s.draining.Store(true)
+	// The clients will be back on other nodes in a moment: their
+	// presence lapses rather than being withdrawn, so that the others in
+	// their rooms see no leave and join again (with a broker that lets
+	// claims expire; with one node there is no other node to see it).
+	s.hub.Drain()
 	s.mu.Lock()
 	all := make([]*session, 0, len(s.sessions))
 	for sess := range s.sessions {

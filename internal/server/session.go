@@ -261,7 +261,9 @@ func (s *session) cleanup() {
 	ctx, cancel := context.WithTimeout(context.Background(), brokerTimeout)
 	defer cancel()
 	for room := range s.rooms {
-		_ = s.srv.hub.Leave(ctx, s, room)
+		// Disconnect, not Leave: while the node drains, the user's
+		// presence lapses instead of being withdrawn (hub.Drain).
+		_ = s.srv.hub.Disconnect(ctx, s, room)
 	}
 	s.qmu.Lock()
 	s.closing = true

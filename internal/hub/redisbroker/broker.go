@@ -111,7 +111,10 @@ type Broker struct {
 	stats stats
 }
 
-var _ hub.Broker = (*Broker)(nil)
+var (
+	_ hub.Broker         = (*Broker)(nil)
+	_ hub.PresenceLapser = (*Broker)(nil)
+)
 
 // New returns a broker over client, a *redis.Client or a
 // *redis.ClusterClient (see NewClient). It does not wait for Redis: a
@@ -400,6 +403,24 @@ func (b *Broker) RemoveMember(ctx context.Context, room, user string) (bool, err
 		return false, classify("presence "+room, err)
 	}
 	return last == 1, nil
+}
+
+// LapseMember implements hub.PresenceLapser: the node forgets its claim
+// and stops renewing it, and Redis keeps it until it expires, within
+// PresenceTTL. A user who reconnects to another node meanwhile is claimed
+// there too and stays present, with no event; otherwise the sweep of a
+// node with members in the room announces the leave once the claim has
+// expired.
+func (b *Broker) LapseMember(ctx context.Context, room, user string) error {
+	b.membersMu.Lock()
+	defer b.membersMu.Unlock()
+	if users := b.members[room]; users != nil {
+		delete(users, user)
+		if len(users) == 0 {
+			delete(b.members, room)
+		}
+	}
+	return nil
 }
 
 // Members implements hub.Broker: the users with a live claim on any node.

@@ -3,6 +3,7 @@ package compare
 import (
 	"bufio"
 	"bytes"
+	"compress/flate"
 	"crypto/rand"
 	"crypto/sha1"
 	"encoding/base64"
@@ -34,7 +35,17 @@ type rawClient struct {
 	buf []byte
 }
 
+// deflateOffer asks for permessage-deflate without context takeover in
+// either direction: every library here supports that.
+const deflateOffer = "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
+
 func dialClient(addr string, bufSize int) (*rawClient, error) {
+	return dialClientExt(addr, bufSize, "")
+}
+
+// dialClientExt dials offering the extension ext (none when empty) and
+// fails when a compression offer is declined.
+func dialClientExt(addr string, bufSize int, ext string) (*rawClient, error) {
 	nc, err := net.DialTimeout("tcp", addr, 30*time.Second)
 	if err != nil {
 		return nil, err
@@ -43,7 +54,11 @@ func dialClient(addr string, bufSize int) (*rawClient, error) {
 	rand.Read(kb[:])
 	key := base64.StdEncoding.EncodeToString(kb[:])
 	req := "GET / HTTP/1.1\r\nHost: " + addr + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-		"Sec-WebSocket-Key: " + key + "\r\nSec-WebSocket-Version: 13\r\n\r\n"
+		"Sec-WebSocket-Key: " + key + "\r\nSec-WebSocket-Version: 13\r\n"
+	if ext != "" {
+		req += "Sec-WebSocket-Extensions: " + ext + "\r\n"
+	}
+	req += "\r\n"
 	nc.SetDeadline(time.Now().Add(30 * time.Second))
 	if _, err := io.WriteString(nc, req); err != nil {
 		nc.Close()
@@ -60,8 +75,31 @@ func dialClient(addr string, bufSize int) (*rawClient, error) {
 		nc.Close()
 		return nil, fmt.Errorf("handshake answered %s", resp.Status)
 	}
+	if ext != "" && !strings.HasPrefix(resp.Header.Get("Sec-WebSocket-Extensions"), "permessage-deflate") {
+		nc.Close()
+		return nil, fmt.Errorf("compression declined: %q", resp.Header.Get("Sec-WebSocket-Extensions"))
+	}
 	nc.SetDeadline(time.Time{})
 	return &rawClient{nc: nc, br: br}, nil
+}
+
+// compressedFrame encodes payload as one masked, compressed final frame
+// (RFC 7692 §7.2.1: a sync-flushed DEFLATE stream without its last four
+// bytes, RSV1 set).
+func compressedFrame(op byte, payload []byte) []byte {
+	var b bytes.Buffer
+	fw, _ := flate.NewWriter(&b, flate.BestSpeed)
+	fw.Write(payload)
+	fw.Flush()
+	frame := maskedFrame(op, b.Bytes()[:b.Len()-4])
+	frame[0] |= 0x40
+	return frame
+}
+
+// inflate undoes compressedFrame's compression for a server's message.
+func inflate(p []byte) ([]byte, error) {
+	tail := []byte{0, 0, 0xff, 0xff, 1, 0, 0, 0xff, 0xff}
+	return io.ReadAll(flate.NewReader(io.MultiReader(bytes.NewReader(p), bytes.NewReader(tail))))
 }
 
 // maskedFrame encodes one final client frame (masked, as RFC 6455 §5.3
@@ -91,28 +129,35 @@ func maskedFrame(op byte, payload []byte) []byte {
 // readFrame reads one server message (unmasked), joining fragments, into
 // the client's buffer; control frames are returned as they come.
 func (c *rawClient) readFrame() (op byte, payload []byte, err error) {
+	op, payload, _, err = c.readMessage()
+	return op, payload, err
+}
+
+// readMessage is readFrame that also says whether the message was
+// compressed (RSV1 on its first frame).
+func (c *rawClient) readMessage() (op byte, payload []byte, compressed bool, err error) {
 	c.buf = c.buf[:0]
 	for {
 		h := c.hdr[:2]
 		if _, err := io.ReadFull(c.br, h); err != nil {
-			return 0, nil, err
+			return 0, nil, false, err
 		}
 		fin, fop := h[0]&0x80 != 0, h[0]&0x0F
 		n := uint64(h[1] & 0x7F)
 		switch n {
 		case 126:
 			if _, err := io.ReadFull(c.br, c.hdr[2:4]); err != nil {
-				return 0, nil, err
+				return 0, nil, false, err
 			}
 			n = uint64(binary.BigEndian.Uint16(c.hdr[2:4]))
 		case 127:
 			if _, err := io.ReadFull(c.br, c.hdr[2:10]); err != nil {
-				return 0, nil, err
+				return 0, nil, false, err
 			}
 			n = binary.BigEndian.Uint64(c.hdr[2:10])
 		}
 		if h[1]&0x80 != 0 || n > 16<<20 {
-			return 0, nil, errors.New("bad server frame")
+			return 0, nil, false, errors.New("bad server frame")
 		}
 		start := len(c.buf)
 		if uint64(cap(c.buf)-start) < n {
@@ -120,13 +165,14 @@ func (c *rawClient) readFrame() (op byte, payload []byte, err error) {
 		}
 		c.buf = c.buf[:start+int(n)]
 		if _, err := io.ReadFull(c.br, c.buf[start:]); err != nil {
-			return 0, nil, err
+			return 0, nil, false, err
 		}
 		if fop != 0 {
 			op = fop
+			compressed = h[0]&0x40 != 0
 		}
 		if fin {
-			return op, c.buf, nil
+			return op, c.buf, compressed, nil
 		}
 	}
 }

@@ -69,6 +69,46 @@ func BenchmarkEcho(b *testing.B) {
 	}
 }
 
+// echoText is a message of n bytes of chat-like text (compressible, as
+// chat messages are).
+func echoText(n int) []byte {
+	const words = `{"type":"message","room":"lobby","text":"the quick brown fox jumps over the lazy dog"} `
+	return bytes.Repeat([]byte(words), n/len(words)+1)[:n]
+}
+
+// BenchmarkEchoDeflate: the echo with permessage-deflate negotiated (no
+// context takeover), as every browser offers it: the client sends each
+// message compressed (encoded once), the server inflates it and
+// compresses the echo.
+func BenchmarkEchoDeflate(b *testing.B) {
+	for _, s := range echoSizes {
+		for _, lib := range libraries {
+			d, ok := lib.(deflater)
+			if !ok {
+				continue
+			}
+			b.Run(s.name+"/"+lib.name(), func(b *testing.B) {
+				c, err := dialClientExt(serve(b, d.echoDeflate()), 128<<10, deflateOffer)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer c.nc.Close()
+				frame := compressedFrame(1, echoText(s.n))
+				b.SetBytes(int64(s.n))
+				b.ReportAllocs()
+				for b.Loop() {
+					if _, err := c.nc.Write(frame); err != nil {
+						b.Fatal(err)
+					}
+					if op, _, _, err := c.readMessage(); err != nil || op != 1 {
+						b.Fatalf("echo: op %d, %v", op, err)
+					}
+				}
+			})
+		}
+	}
+}
+
 // broadcastMessage is a chat message as chatd sends it.
 var broadcastMessage = []byte(`{"type":"message","room":"lobby","id":"1732960000000-42","from":"alice","name":"Alice","text":"The quick brown fox jumps over the lazy dog, and everybody in the room gets to read about it.","ts":1732960000000}`)
 
@@ -244,6 +284,27 @@ func TestHarness(t *testing.T) {
 				op, p, err := c.readFrame()
 				if err != nil || op != 1 || !bytes.Equal(p, msg) {
 					t.Fatalf("echo of %d bytes: op %d, %d bytes, %v", s.n, op, len(p), err)
+				}
+			}
+
+			if d, ok := lib.(deflater); ok {
+				c, err := dialClientExt(serve(t, d.echoDeflate()), 128<<10, deflateOffer)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.nc.Close()
+				for _, s := range echoSizes {
+					msg := echoText(s.n)
+					if _, err := c.nc.Write(compressedFrame(1, msg)); err != nil {
+						t.Fatal(err)
+					}
+					op, p, compressed, err := c.readMessage()
+					if err == nil && compressed {
+						p, err = inflate(p)
+					}
+					if err != nil || op != 1 || !bytes.Equal(p, msg) {
+						t.Fatalf("compressed echo of %d bytes: op %d, %d bytes, %v", s.n, op, len(p), err)
+					}
 				}
 			}
 

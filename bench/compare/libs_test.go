@@ -37,6 +37,15 @@ type library interface {
 
 var libraries = []library{ours{}, gorilla{}, coderLib{}, gobwasLib{}}
 
+// deflater is a library whose echo server can negotiate permessage-deflate
+// (without context takeover, which is what all of them support). gobwas/ws
+// leaves compression to a separate package with a lower-level API, and is
+// not measured there.
+type deflater interface {
+	library
+	echoDeflate() http.Handler
+}
+
 // holder collects the held connections of a server.
 type holder struct {
 	mu     sync.Mutex
@@ -75,6 +84,27 @@ func (ours) name() string { return "chatd-ws" }
 func (ours) echo() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, err := ws.Accept(w, r, &ws.AcceptOptions{CheckOrigin: allowAll})
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		var buf []byte
+		for {
+			typ, p, err := c.ReadMessage(buf[:0])
+			if err != nil {
+				return
+			}
+			if err := c.WriteMessage(typ, p); err != nil {
+				return
+			}
+			buf = p
+		}
+	})
+}
+
+func (ours) echoDeflate() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := ws.Accept(w, r, &ws.AcceptOptions{CheckOrigin: allowAll, Compression: true})
 		if err != nil {
 			return
 		}
@@ -154,6 +184,33 @@ func (gorilla) echo() http.Handler {
 	})
 }
 
+func (gorilla) echoDeflate() http.Handler {
+	up := websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }, EnableCompression: true}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := up.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		for {
+			typ, rd, err := c.NextReader()
+			if err != nil {
+				return
+			}
+			wr, err := c.NextWriter(typ)
+			if err != nil {
+				return
+			}
+			if _, err := io.Copy(wr, rd); err != nil {
+				return
+			}
+			if err := wr.Close(); err != nil {
+				return
+			}
+		}
+	})
+}
+
 func (gorilla) hold(h *holder) http.Handler {
 	up := websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }, WriteBufferPool: &gorillaWritePool}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -193,9 +250,13 @@ type coderLib struct{}
 
 func (coderLib) name() string { return "coder" }
 
-func (coderLib) echo() http.Handler {
+func (coderLib) echo() http.Handler { return coderEcho(coder.CompressionDisabled) }
+
+func (coderLib) echoDeflate() http.Handler { return coderEcho(coder.CompressionNoContextTakeover) }
+
+func coderEcho(mode coder.CompressionMode) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, err := coder.Accept(w, r, &coder.AcceptOptions{InsecureSkipVerify: true})
+		c, err := coder.Accept(w, r, &coder.AcceptOptions{InsecureSkipVerify: true, CompressionMode: mode})
 		if err != nil {
 			return
 		}

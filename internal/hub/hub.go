@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/chatd/chatd/internal/protocol"
 	"github.com/chatd/chatd/internal/ws"
@@ -49,6 +50,9 @@ type room struct {
 	mu    sync.Mutex
 	conns map[Conn]*membership
 	users map[string]int // local connections per user
+	// typed is when each local user's last typing event was relayed (see
+	// TypingInterval); a user's entry goes with their last connection.
+	typed map[string]time.Time
 
 	// presence serialises, per user, the change of the user's local
 	// count and the broker call that follows it (AddMember or
@@ -194,7 +198,7 @@ func (h *Hub) attach(ctx context.Context, c Conn, name string, member protocol.M
 	h.mu.Lock()
 	r := h.rooms[name]
 	if r == nil {
-		r = &room{name: name, conns: map[Conn]*membership{}, users: map[string]int{}, presence: map[string]*userLock{}}
+		r = &room{name: name, conns: map[Conn]*membership{}, users: map[string]int{}, typed: map[string]time.Time{}, presence: map[string]*userLock{}}
 		h.rooms[name] = r
 	}
 	r.refs++
@@ -306,6 +310,7 @@ func (h *Hub) detach(ctx context.Context, c Conn, r *room, lapse bool) bool {
 	lastLocal := r.users[user] == 0
 	if lastLocal {
 		delete(r.users, user)
+		delete(r.typed, user)
 	}
 	r.mu.Unlock()
 
@@ -377,14 +382,49 @@ func (h *Hub) Publish(ctx context.Context, c Conn, m protocol.Message) (protocol
 	if !h.IsMember(c, m.Room) {
 		return m, false, ErrNotJoined
 	}
-	return h.broker.Publish(ctx, m)
+	stored, dup, err := h.broker.Publish(ctx, m)
+	if err == nil {
+		// A message clears the sender's typing indicator wherever it
+		// arrives, so the sender's next typing is news: relay it at
+		// once, as the browser client announces it at once.
+		if r := h.lookup(m.Room); r != nil {
+			r.mu.Lock()
+			delete(r.typed, m.From)
+			r.mu.Unlock()
+		}
+	}
+	return stored, dup, err
 }
 
-// Typing relays a typing event; c must be a member.
+// TypingInterval is the least time between two typing events of one user
+// in one room that a node relays; the ones in between are dropped. A
+// typing event means "typing" for a few seconds where it arrives, so more
+// of them say nothing new, and each costs a delivery to every member of
+// the room on every node: without this, a client could make a room's
+// members pay its whole command rate.
+const TypingInterval = time.Second
+
+// Typing relays a typing event; c must be a member. Within TypingInterval
+// of the user's last one in the room (from any of their connections to
+// this node), it is dropped, silently: typing is ephemeral, and the one
+// before still stands.
 func (h *Hub) Typing(ctx context.Context, c Conn, room string, member protocol.Member) error {
-	if !h.IsMember(c, room) {
+	r := h.lookup(room)
+	if r == nil {
 		return ErrNotJoined
 	}
+	now := time.Now()
+	r.mu.Lock()
+	if r.conns[c] == nil {
+		r.mu.Unlock()
+		return ErrNotJoined
+	}
+	if last, ok := r.typed[member.User]; ok && now.Sub(last) < TypingInterval {
+		r.mu.Unlock()
+		return nil
+	}
+	r.typed[member.User] = now
+	r.mu.Unlock()
 	return h.broker.PublishEvent(ctx, Event{Kind: EventTyping, Room: room, User: member.User, Name: member.Name})
 }
 

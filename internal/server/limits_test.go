@@ -289,9 +289,13 @@ func TestSlowConsumer(t *testing.T) {
 	typist.join("room")
 	fast.sync()
 
-	// Typing events alone never close the slow client: they are dropped.
-	for range 200 {
+	// Typing and presence events alone never close the slow client: they
+	// are dropped. (A node relays one typing a second per user, so the
+	// flood is of presence: the typist leaving and joining again.)
+	for range 100 {
 		typist.send(map[string]any{"type": "typing", "room": "room"})
+		typist.send(map[string]any{"type": "leave", "room": "room"})
+		typist.send(map[string]any{"type": "join", "room": "room"})
 	}
 	typist.sync()
 	eventually(t, waitTimeout, func() bool { return ts.metric(t, "chatd_queue_drops_total") > 0 })

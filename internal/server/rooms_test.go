@@ -501,6 +501,80 @@ func TestTyping(t *testing.T) {
 	}
 }
 
+// TestTypingCoalesced: a node relays at most one typing per user and room
+// every hub.TypingInterval, whichever of the user's connections sends it;
+// the extras are dropped without a reply. A message from the user starts
+// afresh: their next typing is relayed at once.
+func TestTypingCoalesced(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, fastConfig())
+	a := ts.dial(t, "alice")
+	b1 := ts.dial(t, "bob")
+	b2 := ts.dial(t, "bob")
+	c := ts.dial(t, "carol")
+	for _, cl := range []*client{a, b1, b2, c} {
+		cl.join("lobby")
+	}
+	for _, cl := range []*client{a, b1, b2, c} {
+		cl.sync()
+	}
+	typings := func(ms []msg) map[string]int {
+		n := map[string]int{}
+		for _, m := range ms {
+			if m.typ() == "typing" {
+				n[m.str("user")]++
+			}
+		}
+		return n
+	}
+	noReplies := func(cls ...*client) {
+		t.Helper()
+		for _, cl := range cls {
+			for _, m := range cl.sync() {
+				if m.typ() != "typing" && m.typ() != "message" {
+					t.Errorf("%s got %v: a dropped typing is not answered", cl.name, m)
+				}
+			}
+		}
+	}
+
+	start := time.Now()
+	for range 10 {
+		b1.send(map[string]any{"type": "typing", "room": "lobby", "ref": "t"})
+		b2.send(map[string]any{"type": "typing", "room": "lobby"})
+	}
+	c.send(map[string]any{"type": "typing", "room": "lobby"})
+	noReplies(b1, b2, c)
+	got := typings(a.sync())
+	if time.Since(start) < hub.TypingInterval && (got["bob"] != 1 || got["carol"] != 1) {
+		t.Errorf("20 typings from bob's two connections and one from carol within %v: alice got %v, want one each", hub.TypingInterval, got)
+	}
+
+	// A message, then typing again: relayed at once.
+	b1.post("lobby", "hello")
+	sent := time.Now()
+	b1.send(map[string]any{"type": "typing", "room": "lobby"})
+	if m := a.waitFor("typing", nil); m.str("user") != "bob" {
+		t.Fatalf("after bob's message, alice got typing from %v, want bob", m)
+	}
+	// And the next one only an interval after that one: keep typing until
+	// it comes through.
+	for {
+		b2.send(map[string]any{"type": "typing", "room": "lobby"})
+		if n := typings(a.sync())["bob"]; n > 0 {
+			if n > 1 || time.Since(sent) < hub.TypingInterval {
+				t.Fatalf("alice got %d typings from bob %v after the one that was relayed, want one, after at least %v", n, time.Since(sent), hub.TypingInterval)
+			}
+			break
+		}
+		if time.Since(sent) > waitTimeout {
+			t.Fatalf("no typing relayed %v after the last one", waitTimeout)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	noReplies(b1, b2)
+}
+
 // TestPresencePerUser: presence counts users, not connections (§4).
 func TestPresencePerUser(t *testing.T) {
 	t.Parallel()

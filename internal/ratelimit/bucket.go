@@ -108,6 +108,21 @@ func (b *Bucket) Allow(now time.Time) (ok bool, retryAfter time.Duration) {
 	return ok, retryAfter
 }
 
+// RetryMillis is d in whole milliseconds for retry_ms, rounded up so that
+// a client that waits exactly that long is admitted (rounded down, it
+// would come back up to a millisecond early and be refused again), and at
+// least 1.
+func RetryMillis(d time.Duration) int64 {
+	if d <= time.Millisecond {
+		return 1
+	}
+	ms := int64(d / time.Millisecond)
+	if d%time.Millisecond != 0 {
+		ms++
+	}
+	return ms
+}
+
 // RetryAfterSeconds formats d for an HTTP Retry-After header: whole seconds,
 // rounded up so that a client that obeys it is not refused again, and at
 // least 1 because "0" invites an immediate retry storm.

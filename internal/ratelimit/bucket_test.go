@@ -186,3 +186,67 @@ func TestRetryAfterSeconds(t *testing.T) {
 		}
 	}
 }
+
+func TestRetryMillis(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		d    time.Duration
+		want int64
+	}{
+		{-time.Hour, 1},
+		{0, 1},
+		{1, 1},
+		{time.Millisecond, 1},
+		{time.Millisecond + 1, 2},
+		{333_333_334, 334},
+		{time.Second, 1000},
+		{time.Second + 1, 1001},
+		{math.MaxInt64, 9223372036855},
+	}
+	for _, tt := range tests {
+		if got := ratelimit.RetryMillis(tt.d); got != tt.want {
+			t.Errorf("RetryMillis(%v) = %d, want %d", tt.d, got, tt.want)
+		}
+	}
+}
+
+// TestRetryMillisAdmits: a client told retry_ms that waits exactly that
+// long is admitted, whatever fraction of a millisecond the limiter's
+// interval has; one that comes back a millisecond early is not. Rounded
+// down, retry_ms would send it back early and have it refused again.
+func TestRetryMillisAdmits(t *testing.T) {
+	t.Parallel()
+	for _, rate := range []float64{3, 7, 0.3, 1000.0 / 3, 20} {
+		for _, burst := range []int{1, 4} {
+			limiters := map[string]func(now time.Time) (bool, time.Duration){}
+			b := ratelimit.NewBucket(rate, burst)
+			limiters["Bucket"] = b.Allow
+			u := ratelimit.NewLocalUserLimiter(rate, burst)
+			limiters["LocalUserLimiter"] = func(now time.Time) (bool, time.Duration) {
+				d := u.AllowAt("ann", now)
+				return d.Allowed, d.RetryAfter
+			}
+			for name, allow := range limiters {
+				now := at(0)
+				for range burst {
+					if ok, _ := allow(now); !ok {
+						t.Fatalf("%s %v/%d: the burst was refused", name, rate, burst)
+					}
+				}
+				// Refused a little later than the burst, at an odd moment.
+				now = now.Add(123457 * time.Nanosecond)
+				ok, retry := allow(now)
+				if ok {
+					t.Fatalf("%s %v/%d: allowed beyond the burst", name, rate, burst)
+				}
+				wait := time.Duration(ratelimit.RetryMillis(retry)) * time.Millisecond
+				if early, _ := allow(now.Add(wait - time.Millisecond)); early && wait > time.Millisecond {
+					t.Errorf("%s %v/%d: admitted a millisecond before retry_ms %v (retry %v)", name, rate, burst, wait, retry)
+				}
+				if ok, again := allow(now.Add(wait)); !ok {
+					t.Errorf("%s %v/%d: refused after waiting exactly retry_ms %v (retry %v, now %v more)", name, rate, burst, wait, retry, again)
+				}
+			}
+		}
+	}
+}

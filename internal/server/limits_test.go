@@ -189,6 +189,28 @@ func TestRateLimits(t *testing.T) {
 		d.join("r")
 		d.post("r", "fine")
 	})
+	t.Run("retry_ms admits", func(t *testing.T) {
+		// retry_ms is rounded up: waiting exactly that long is enough,
+		// with an interval that is not whole milliseconds (333.3 ms).
+		t.Parallel()
+		cfg := fastConfig()
+		cfg.SendRate, cfg.SendBurst = 3, 1
+		ts := startServer(t, cfg)
+		c := ts.dial(t, "alice")
+		c.join("r")
+		for i := range 3 {
+			c.post("r", "first "+strconv.Itoa(i))
+			m := c.roundTrip(map[string]any{"type": "send", "room": "r", "text": "too soon"})
+			if m.str("code") != "rate_limited" || m.num("retry_ms") <= 0 || m.num("retry_ms") > 334 {
+				t.Fatalf("second send at once: %v, want rate_limited with retry_ms in (0, 334]", m)
+			}
+			time.Sleep(time.Duration(m.num("retry_ms")) * time.Millisecond)
+			if m := c.roundTrip(map[string]any{"type": "send", "room": "r", "text": "after retry_ms"}); m.typ() != "sent" {
+				t.Fatalf("send after waiting retry_ms: %v", m)
+			}
+			time.Sleep(350 * time.Millisecond) // a full bucket again
+		}
+	})
 	t.Run("user", func(t *testing.T) {
 		t.Parallel()
 		cfg := fastConfig()

@@ -340,8 +340,7 @@ func (s *session) denied(now time.Time, ref string, retry time.Duration) {
 		s.startClose(ws.StatusPolicyViolation, "rate limit exceeded repeatedly")
 		return
 	}
-	ms := max(retry.Milliseconds(), 1)
-	s.reply(protocol.AppendError(nil, ref, &protocol.Error{Code: protocol.CodeRateLimited, Message: "too many messages; retry after retry_ms", RetryMS: ms}))
+	s.reply(protocol.AppendError(nil, ref, &protocol.Error{Code: protocol.CodeRateLimited, Message: "too many messages; retry after retry_ms", RetryMS: ratelimit.RetryMillis(retry)}))
 }
 
 func (s *session) fail(ref string, code, msg string) {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/chatd/chatd/internal/hub/redisbroker"
 	"github.com/chatd/chatd/internal/hub/redisbroker/redistest"
+	"github.com/chatd/chatd/internal/ratelimit"
 	"github.com/chatd/chatd/internal/ratelimit/redislimit"
 )
 
@@ -53,17 +54,23 @@ func TestLimiter(t *testing.T) {
 	})
 
 	t.Run("refills", func(t *testing.T) {
-		l := redislimit.New(c, redistest.Prefix(t), 20, 1) // one per 50 ms
-		if d, _ := l.Allow(ctx, "ann"); !d.Allowed {
-			t.Fatal("first message denied")
-		}
-		d, _ := l.Allow(ctx, "ann")
-		if d.Allowed {
-			t.Fatal("second message at once allowed with a burst of 1")
-		}
-		time.Sleep(d.RetryAfter + 5*time.Millisecond)
-		if d, err := l.Allow(ctx, "ann"); err != nil || !d.Allowed {
-			t.Fatalf("after waiting retry_after: %+v, %v", d, err)
+		// One per 33.333 ms: retry times are not whole milliseconds.
+		l := redislimit.New(c, redistest.Prefix(t), 30, 1)
+		for range 3 {
+			if d, _ := l.Allow(ctx, "ann"); !d.Allowed {
+				t.Fatal("first message denied")
+			}
+			d, _ := l.Allow(ctx, "ann")
+			if d.Allowed {
+				t.Fatal("second message at once allowed with a burst of 1")
+			}
+			// retry_ms as the server sends it: a client that waits exactly
+			// that long is admitted.
+			time.Sleep(time.Duration(ratelimit.RetryMillis(d.RetryAfter)) * time.Millisecond)
+			if d, err := l.Allow(ctx, "ann"); err != nil || !d.Allowed {
+				t.Fatalf("after waiting retry_ms of %v: %+v, %v", d.RetryAfter, d, err)
+			}
+			time.Sleep(40 * time.Millisecond) // the bucket is full again
 		}
 	})
 

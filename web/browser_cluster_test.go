@@ -6,6 +6,7 @@ package web_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log"
 	"net"
@@ -184,9 +185,12 @@ func TestBrowserTwoNodes(t *testing.T) {
 	// The rolling restart: the balancer stops sending to node 1, which
 	// drains. Bob writes while Alice is told to go, and after node 1 is
 	// gone, before she is back.
+	seen := eval[int](alice, `window.__test.statusLog.length`)
 	proxy.switchTo(node2)
 	node1.cancel()
-	alice.waitFor("Alice's page to see the drain", `window.__test.status() !== "connected"`, waitShort)
+	// The page may be back before a poll would see it away: its status
+	// log keeps what it showed.
+	alice.waitFor("Alice's page to see the drain", fmt.Sprintf(`window.__test.statusLog.slice(%d).includes("Server restarting…")`, seen), waitShort)
 	say(bob, "Bob", "while node 1 drains")
 	say(bob, "Bob", "still draining")
 	node1.drain(t)

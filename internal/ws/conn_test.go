@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"compress/flate"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -386,8 +385,7 @@ func TestWriteTimeout(t *testing.T) {
 			}
 		}
 	})
-	rc := dialRaw(t, ts.addr, "") // and never reads
-	_ = rc
+	dialRaw(t, ts.addr, "") // and never reads
 	select {
 	case err := <-res:
 		if !errors.Is(err, os.ErrDeadlineExceeded) {
@@ -416,8 +414,7 @@ func TestKeepalive(t *testing.T) {
 	ts := startServer(t, opts, nil)
 
 	t.Run("dead-peer", func(t *testing.T) {
-		rc := dialRaw(t, ts.addr, "") // silent: reads nothing, answers nothing
-		_ = rc
+		dialRaw(t, ts.addr, "") // silent: reads nothing, answers nothing
 		err := ts.serveErr(t)
 		var ce *CloseError
 		if !errors.As(err, &ce) || ce.Code != StatusAbnormalClosure || !errors.Is(err, ErrPongTimeout) {
@@ -686,11 +683,9 @@ func TestReadErrorsAreCloseErrors(t *testing.T) {
 func TestIdleConnHoldsNoBuffer(t *testing.T) {
 	t.Parallel()
 	for _, compress := range []bool{false, true} {
-		got := make(chan *Conn, 1)
 		ts := startServer(t, echoOpts(), nil)
 		c := dialTest(t, ts.wsURL(), &DialOptions{Compression: compress})
 		sc := ts.conn(t)
-		_ = got
 		for _, n := range []int{10, 5000, 100000} {
 			if err := c.WriteMessage(Text, pattern(n)); err != nil {
 				t.Fatal(err)
@@ -778,7 +773,6 @@ func TestPingPayload(t *testing.T) {
 	if err := c.WriteMessage(MessageType(opPing), nil); err == nil {
 		t.Fatal("WriteMessage with a control opcode accepted")
 	}
-	_ = binary.BigEndian
 }
 
 // TestUTF8Validator compares the incremental validator, fed in every

@@ -95,14 +95,14 @@ func TestOursClient(t *testing.T) {
 
 // oursClientPing checks that the server answers our pings: an explicit
 // one, whose payload the server must see, and keepalive pings
-// (PingInterval 100 ms, PongTimeout 1 s; internal/ws waits out PongTimeout
-// before the next ping, so about one a second). An unanswered keepalive
-// ping closes the connection, so a connection alive after 3.5 s of silence
-// had its pings answered.
+// (PingInterval 100 ms, PongTimeout 2 s: an answered ping is followed by
+// the next one 100 ms after it). An unanswered keepalive ping closes the
+// connection, so a connection alive after 3.5 s of silence had its pings
+// answered.
 func oursClientPing(url string, compress bool, log *serverLog) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := ws.Dial(ctx, url, &ws.DialOptions{Compression: compress, Options: ws.Options{PingInterval: 100 * time.Millisecond, PongTimeout: time.Second}})
+	c, err := ws.Dial(ctx, url, &ws.DialOptions{Compression: compress, Options: ws.Options{PingInterval: 100 * time.Millisecond, PongTimeout: 2 * time.Second}})
 	if err != nil {
 		return err
 	}

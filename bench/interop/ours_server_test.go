@@ -238,7 +238,7 @@ func TestOursServer(t *testing.T) {
 
 // peerClientPing checks that our server answers the client's ping, and
 // that the client receives and answers our server's keepalive pings
-// (PingInterval 100 ms, PongTimeout 1 s): an unanswered one would close
+// (PingInterval 100 ms, PongTimeout 2 s): an unanswered one would close
 // the connection, so a connection alive after 3.5 s of silence had them
 // answered.
 func peerClientPing(dial func(string) (*peerClient, error), url string, log *serverLog) error {

@@ -110,12 +110,13 @@ func coderServer(log *serverLog, mode coder.CompressionMode) http.Handler {
 
 // oursServer is an internal/ws echo server with Compression on. With the
 // query parameter keepalive=1 it sends keepalive pings (PingInterval
-// 100 ms, PongTimeout 400 ms) and drops a peer that does not answer.
+// 100 ms, PongTimeout 2 s: generous, for a loaded machine under -race) and
+// drops a peer that does not answer.
 func oursServer(log *serverLog) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		opts := &ws.AcceptOptions{Compression: true, Options: ws.Options{ReadLimit: readLimit}}
 		if r.URL.Query().Get("keepalive") == "1" {
-			opts.PingInterval, opts.PongTimeout = 100*time.Millisecond, 400*time.Millisecond
+			opts.PingInterval, opts.PongTimeout = 100*time.Millisecond, 2*time.Second
 		}
 		c, err := ws.Accept(w, r, opts)
 		if err != nil {

@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"time"
 )
 
@@ -27,7 +28,17 @@ func certCommand(args []string, stderr io.Writer) int {
 	hosts := fs.String("host", "localhost", "comma-separated host names and IPs the certificate is for")
 	out := fs.String("out", "localhost.pem", "file to write (certificate and key)")
 	days := fs.Int("days", 365, "validity in days")
+	mode := fs.String("mode", "0600", "file mode, octal; a balancer running as another user than this command (as in docker-compose.yml) needs 0644")
 	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	perm, err := strconv.ParseUint(*mode, 8, 32)
+	if err != nil || perm > 0o777 {
+		fmt.Fprintf(stderr, "chatd cert: -mode %q is not an octal file mode such as 0600 or 0644\n", *mode)
+		return 2
+	}
+	if *days < 1 {
+		fmt.Fprintf(stderr, "chatd cert: -days must be at least 1\n")
 		return 2
 	}
 	pemBytes, err := selfSigned(splitList(*hosts), time.Duration(*days)*24*time.Hour)
@@ -35,7 +46,12 @@ func certCommand(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "chatd cert: %v\n", err)
 		return 1
 	}
-	if err := os.WriteFile(*out, pemBytes, 0o600); err != nil {
+	if err := os.WriteFile(*out, pemBytes, os.FileMode(perm)); err != nil {
+		fmt.Fprintf(stderr, "chatd cert: %v\n", err)
+		return 1
+	}
+	// WriteFile applies the mode (less the umask) only to a new file.
+	if err := os.Chmod(*out, os.FileMode(perm)); err != nil {
 		fmt.Fprintf(stderr, "chatd cert: %v\n", err)
 		return 1
 	}

@@ -33,6 +33,7 @@ type config struct {
 	maxConns     int64
 	origins      string
 	proxies      string
+	pprofAddr    string
 	srv          server.Config
 }
 
@@ -60,6 +61,7 @@ func newFlagSet(cfg *config, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&cfg.tlsKey, "tls-key", "", "TLS private key file (PEM)")
 	fs.StringVar(&cfg.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&cfg.logFormat, "log-format", "auto", "log format: json, console, or auto (console on a terminal)")
+	fs.StringVar(&cfg.pprofAddr, "pprof", "", "serve Go profiles (net/http/pprof) at http://ADDR/debug/pprof/ on a listener of their own, e.g. 127.0.0.1:6060; off when empty, keep it on loopback")
 
 	fs.StringVar(&cfg.jwtSecret, "jwt-secret", "", "HS256 secret, at least 32 bytes; with no secret and no public key chatd runs in dev mode")
 	fs.StringVar(&cfg.jwtPublicKey, "jwt-public-key", "", "PEM file with the RSA (RS256), P-256 (ES256) or Ed25519 (EdDSA) public key that verifies tokens")

@@ -106,6 +106,7 @@ func settingCases(t *testing.T) []settingCase {
 		{"tls-key", certFile, func(c *config) bool { return c.tlsKey == certFile }},
 		{"log-level", "debug", func(c *config) bool { return c.logLevel == "debug" }},
 		{"log-format", "json", func(c *config) bool { return c.logFormat == "json" }},
+		{"pprof", "127.0.0.1:6060", func(c *config) bool { return c.pprofAddr == "127.0.0.1:6060" }},
 		{"jwt-secret", testSecret, func(c *config) bool { return string(c.srv.Auth.Secret) == testSecret }},
 		{"jwt-public-key", pubKey, func(c *config) bool { return bytes.Contains(c.srv.Auth.PublicKeyPEM, []byte("PUBLIC KEY")) }},
 		{"dev-tokens", "true", func(c *config) bool { return c.srv.DevTokens }},

@@ -398,3 +398,44 @@ func TestBinarySecondSignal(t *testing.T) {
 		t.Errorf("exited %v after the second signal, not at once", d)
 	}
 }
+
+// TestBinaryPprof: -pprof (CHATD_PPROF) serves the Go profiles on a
+// listener of its own; the public port does not serve them.
+func TestBinaryPprof(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	t.Parallel()
+	p := startChatd(t, "CHATD_JWT_SECRET="+testSecret, "CHATD_PPROF=127.0.0.1:0", "CHATD_DRAIN_WINDOW=100ms")
+	var addr string
+	for _, m := range p.passed {
+		if msg, _ := m["message"].(string); strings.Contains(msg, "pprof listening") {
+			addr, _ = m["addr"].(string)
+		}
+	}
+	if addr == "" || addr == p.addr {
+		t.Fatalf("no pprof listener of its own logged (pprof %q, public %q)", addr, p.addr)
+	}
+	get := func(url string) (int, string) {
+		t.Helper()
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	if code, body := get("http://" + addr + "/debug/pprof/goroutine?debug=1"); code != http.StatusOK || !strings.Contains(body, "goroutine profile") {
+		t.Errorf("pprof goroutine profile: %d %.80q", code, body)
+	}
+	if code, _ := get("http://" + p.addr + "/debug/pprof/"); code != http.StatusNotFound {
+		t.Errorf("the public port serves /debug/pprof/: %d, want 404", code)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := p.wait(); code != 0 {
+		t.Errorf("exit status %d, want 0", code)
+	}
+}

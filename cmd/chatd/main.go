@@ -73,6 +73,13 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 
 func serve(ctx context.Context, cfg *config, log zerolog.Logger) error {
 	raiseOpenFileLimit(&cfg.srv, log)
+	if cfg.pprofAddr != "" {
+		wait, err := startPprof(ctx, cfg.pprofAddr, log)
+		if err != nil {
+			return err
+		}
+		defer wait()
+	}
 	be, err := newBackend(cfg, log)
 	if err != nil {
 		return err

@@ -78,7 +78,7 @@ func checkAccepted(t *testing.T, resp *http.Response, body []byte, rc *rawConn, 
 func TestHandshake(t *testing.T) {
 	t.Parallel()
 	forEach(t, func(t *testing.T, tp *topology) {
-		for _, n := range []*node{tp.a, tp.b} {
+		for _, n := range tp.each() {
 			user := fresh("hs")
 			tok := token(t, user)
 			other := "http://127.0.0.1:1" // a port chatd does not listen on
@@ -223,7 +223,7 @@ func TestOriginAllowList(t *testing.T) {
 		tp = tp.nodes(t, "-allowed-origins", "https://chat.example.com,https://*.example.org,http://localhost:3000")
 		user := fresh("or")
 		tok := token(t, user)
-		for _, n := range []*node{tp.a, tp.b} {
+		for _, n := range tp.each() {
 			rows := []struct {
 				origin string
 				ok     bool

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -163,7 +164,10 @@ func startNode(t testing.TB, flags ...string) *node {
 	args = append(args, flags...)
 	n.flags = args
 	n.cmd = exec.Command(bin, args...)
-	n.cmd.Env = append(environWithout("CHATD_"), "CHATD_JWT_SECRET="+secret)
+	n.cmd.Env = environWithout("CHATD_")
+	if !slices.Contains(flags, "-jwt-public-key") {
+		n.cmd.Env = append(n.cmd.Env, "CHATD_JWT_SECRET="+secret)
+	}
 	n.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	pr, pw := io.Pipe()
 	n.cmd.Stdout = n.log
@@ -334,6 +338,14 @@ type topology struct {
 
 // clustered reports whether a and b are different nodes.
 func (tp *topology) clustered() bool { return tp.a != tp.b }
+
+// each returns the topology's distinct nodes.
+func (tp *topology) each() []*node {
+	if tp.clustered() {
+		return []*node{tp.a, tp.b}
+	}
+	return []*node{tp.a}
+}
 
 // nodes starts a topology of its own, with flags beside the base flags,
 // for a check that needs another setting or that stops a node. It lives as

@@ -69,6 +69,7 @@ func token(t testing.TB, user string) string { return sign(t, claims(user)) }
 type event struct {
 	raw []byte
 	m   map[string]any
+	at  time.Time // when it was read
 }
 
 func (e event) String() string { return string(e.raw) }
@@ -368,7 +369,8 @@ type dialOptions struct {
 	compression  bool
 	fragment     int
 	netDial      func(ctx context.Context, network, addr string) (net.Conn, error)
-	// noReader leaves the connection unread after welcome.
+	// noReader leaves the connection unread after welcome, until
+	// startReading.
 	noReader bool
 }
 
@@ -435,7 +437,6 @@ func dial(t testing.TB, n *node, user string, o dialOptions) (*client, error) {
 			return nil, fmt.Errorf("first message %s is not welcome", p)
 		}
 		c.welcome = e
-		close(c.done)
 		return c, nil
 	}
 	go c.read()
@@ -449,6 +450,9 @@ func dial(t testing.TB, n *node, user string, o dialOptions) (*client, error) {
 	c.welcome = e
 	return c, nil
 }
+
+// startReading starts reading a connection dialled with noReader.
+func (c *client) startReading() { go c.read() }
 
 func (c *client) cleanup() {
 	_ = c.conn.CloseNow()
@@ -483,6 +487,7 @@ func (c *client) read() {
 		} else if e, err = decodeEvent(p); err != nil {
 			bad = append(bad, fmt.Sprintf("a message that is not one JSON object: %q: %v", p, err))
 		} else {
+			e.at = time.Now()
 			bad = validate(e.m)
 		}
 		c.mu.Lock()
@@ -817,19 +822,27 @@ type rawConn struct {
 // for frames.
 func roundTrip(t testing.TB, n *node, r *request) (*http.Response, []byte, *rawConn) {
 	t.Helper()
-	nc, err := net.DialTimeout("tcp", n.addr, wait)
+	resp, body, rc, err := tryRoundTrip(t, n, r)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return resp, body, rc
+}
+
+func tryRoundTrip(t testing.TB, n *node, r *request) (*http.Response, []byte, *rawConn, error) {
+	nc, err := net.DialTimeout("tcp", n.addr, wait)
+	if err != nil {
+		return nil, nil, nil, err
 	}
 	rc := &rawConn{t: t, nc: nc, br: bufio.NewReader(nc)}
 	t.Cleanup(func() { _ = nc.Close() })
 	_ = nc.SetDeadline(time.Now().Add(wait))
 	if _, err := nc.Write(r.bytes()); err != nil {
-		t.Fatal(err)
+		return nil, nil, nil, err
 	}
 	resp, err := http.ReadResponse(rc.br, &http.Request{Method: r.method})
 	if err != nil {
-		t.Fatalf("reading the answer to %q: %v", r.bytes(), err)
+		return nil, nil, nil, fmt.Errorf("reading the answer to %q: %w", r.bytes(), err)
 	}
 	var body []byte
 	if resp.StatusCode != http.StatusSwitchingProtocols {
@@ -838,7 +851,7 @@ func roundTrip(t testing.TB, n *node, r *request) (*http.Response, []byte, *rawC
 		_ = nc.Close()
 	}
 	_ = nc.SetDeadline(time.Time{})
-	return resp, body, rc
+	return resp, body, rc, nil
 }
 
 // openRaw completes a handshake with a valid token and reads welcome.

@@ -198,13 +198,13 @@ func TestJoin(t *testing.T) {
 		t.Run("rooms claim", func(t *testing.T) {
 			base := fresh("team")
 			c := claims(fresh("rc"))
-			c["rooms"] = []string{"lobby-" + base, base + "-*", "a*z-" + base}
+			c["rooms"] = []string{"lobby-" + base, base + "-*", "a*z-" + base, "dot.x-" + base}
 			rc := connectToken(t, tp.a, c["sub"].(string), sign(t, c))
 			for _, room := range []string{"lobby-" + base, base + "-1", base + "-", "abcz-" + base, "az-" + base} {
 				rc.join(room)
 				rc.must("history", map[string]any{"type": "history", "room": room})
 			}
-			for _, room := range []string{"lobby-" + base + "x", "lobby", base, "other-" + base + "-1", "a-" + base} {
+			for _, room := range []string{"lobby-" + base + "x", "lobby", base, "other-" + base + "-1", "a-" + base, "dotXx-" + base, "LOBBY-" + base} {
 				e := rc.wantError("forbidden", map[string]any{"type": "join", "room": room})
 				if e.str("message") == "" {
 					t.Errorf("forbidden without message")
@@ -220,7 +220,7 @@ func TestJoin(t *testing.T) {
 		})
 		t.Run("bad since", func(t *testing.T) {
 			c := connect(t, tp.b, fresh("bs"))
-			for _, since := range []any{"abc", "1-", "-1", "1-2-3", "1.5-0", " 1-0", "18446744073709551616-0", 5, true} {
+			for _, since := range badIDs {
 				c.wantError("bad_request", map[string]any{"type": "join", "room": fresh("room"), "since": since})
 			}
 		})
@@ -242,6 +242,11 @@ func TestJoin(t *testing.T) {
 		})
 	})
 }
+
+// badIDs are not message ids of the form <ms>-<seq> (PROTOCOL.md §5),
+// among them the special ids and range syntax of Redis streams.
+var badIDs = []any{"abc", "1-", "-1", "1-2-3", "1.5-0", " 1-0", "1-0 ", "18446744073709551616-0", "0x10-0",
+	"1700000000000", "0", "+", "-", "$", ">", "*", "(1-0", "1-*", 5, true, []string{"1-0"}}
 
 // postMany sends n messages to room, pipelined, and returns their ids in
 // the order of the sent replies.
@@ -372,6 +377,21 @@ func TestSend(t *testing.T) {
 				t.Errorf("history holds %d messages with cid %s, want 1", n, cid)
 			}
 		})
+		t.Run("an empty cid is no cid", func(t *testing.T) {
+			a := x.cmd(map[string]any{"type": "send", "room": room, "text": "e1", "cid": ""})
+			b := x.cmd(map[string]any{"type": "send", "room": room, "text": "e2", "cid": ""})
+			if a.typ() == "sent" && b.typ() == "sent" && a.str("id") == b.str("id") {
+				t.Errorf("two sends with cid \"\" answered with one sent %s: an empty cid de-duplicates", a)
+			}
+			if a.typ() == "sent" {
+				if m := y.await("message", isMessageID(a.str("id"))); m.has("cid") {
+					t.Errorf("message %s carries an empty cid", m)
+				}
+			}
+			if b.typ() == "sent" {
+				y.await("message", isMessageID(b.str("id")))
+			}
+		})
 		t.Run("the same cid from another user, or in another room, is a new message", func(t *testing.T) {
 			cid := fresh("shared")
 			a := x.must("sent", map[string]any{"type": "send", "room": room, "text": "a", "cid": cid})
@@ -450,10 +470,13 @@ func TestHistory(t *testing.T) {
 				}
 				for _, bad := range []map[string]any{
 					{"limit": 0}, {"limit": 101}, {"limit": -1}, {"limit": "5"}, {"limit": 2.5}, {"limit": true},
-					{"before": "abc"}, {"before": "1-"}, {"before": 5}, {"before": ""},
+					{"before": ""},
 				} {
 					bad["type"], bad["room"] = "history", room
 					h.wantError("bad_request", bad)
+				}
+				for _, before := range badIDs {
+					h.wantError("bad_request", map[string]any{"type": "history", "room": room, "before": before})
 				}
 			})
 		}

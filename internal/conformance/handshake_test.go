@@ -1,14 +1,18 @@
 package conformance_test
 
 import (
+	"bufio"
 	"encoding/base64"
 	"encoding/json"
+	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // sampleAccept is Sec-WebSocket-Accept for sampleKey (RFC 6455 §1.3).
@@ -119,6 +123,7 @@ func TestHandshake(t *testing.T) {
 				{name: "Authorization of another scheme", mod: func(r *request) { r.set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte("a:b"))) }, status: 401, code: "unauthorized", header: [2]string{"WWW-Authenticate", "Bearer"}},
 				{name: "chat not offered", mod: func(r *request) { r.set("Sec-WebSocket-Protocol", "") }, status: 400, code: "bad_request"},
 				{name: "only another subprotocol", mod: func(r *request) { r.set("Sec-WebSocket-Protocol", "superchat") }, status: 400, code: "bad_request"},
+				{name: "chat in another case", mod: func(r *request) { r.set("Sec-WebSocket-Protocol", "Chat") }, status: 400, code: "bad_request"},
 				// The first failing check decides (docs/protocol.md §1).
 				{name: "bad version before no token", mod: func(r *request) { r.set("Sec-WebSocket-Version", "8").set("Authorization", "") }, status: 426, code: "upgrade_required", header: [2]string{"Sec-WebSocket-Version", "13"}},
 				{name: "foreign Origin before no token", mod: func(r *request) { r.set("Origin", "https://evil.example.com").set("Authorization", "") }, status: 403, code: "forbidden"},
@@ -259,4 +264,68 @@ func TestOriginAllowList(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestMalformedHTTP checks that a request to /ws that is not even valid
+// HTTP/1.1 is refused like any other failed upgrade: an HTTP error whose
+// body is {"error","message"} (PROTOCOL.md §1: every HTTP error body is
+// JSON).
+func TestMalformedHTTP(t *testing.T) {
+	t.Parallel()
+	forEach(t, func(t *testing.T, tp *topology) {
+		n := tp.a
+		tok := token(t, fresh("mh"))
+		valid := "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + sampleKey + "\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: chat\r\nAuthorization: Bearer " + tok + "\r\n"
+		rows := []struct{ name, req string }{
+			{"a header line without a colon", "GET /ws HTTP/1.1\r\nHost: " + n.addr + "\r\n" + valid + "no colon here\r\n\r\n"},
+			{"no Host", "GET /ws HTTP/1.1\r\n" + valid + "\r\n"},
+			{"two Host headers", "GET /ws HTTP/1.1\r\nHost: " + n.addr + "\r\nHost: example.com\r\n" + valid + "\r\n"},
+			{"a malformed Host", "GET /ws HTTP/1.1\r\nHost: a b\r\n" + valid + "\r\n"},
+			{"a method that is not a token", "G(T /ws HTTP/1.1\r\nHost: " + n.addr + "\r\n" + valid + "\r\n"},
+			{"HTTP/2.0 in the request line", "GET /ws HTTP/2.0\r\nHost: " + n.addr + "\r\n" + valid + "\r\n"},
+			{"a request line of one word", "GARBAGE\r\n\r\n"},
+			{"Content-Length not a number", "GET /ws HTTP/1.1\r\nHost: " + n.addr + "\r\n" + valid + "Content-Length: abc\r\n\r\n"},
+			{"headers over 1 MiB", "GET /ws HTTP/1.1\r\nHost: " + n.addr + "\r\n" + valid + "X-Pad: " + strings.Repeat("a", 2<<20) + "\r\n\r\n"},
+		}
+		finding(t, "malformed HTTP requests to /ws are answered by net/http with text/plain bodies (\"400 Bad Request\", \"505 HTTP Version Not Supported\", \"431 Request Header Fields Too Large\"), not the JSON {\"error\",\"message\"} that PROTOCOL.md §1 requires of every HTTP error")
+		for _, row := range rows {
+			t.Run(row.name, func(t *testing.T) {
+				resp, body := rawExchange(t, n, []byte(row.req))
+				if resp.StatusCode < 400 {
+					t.Fatalf("status %s for a malformed request", resp.Status)
+				}
+				checkRefusal(t, resp, body, resp.StatusCode, jsonCode(body))
+			})
+		}
+	})
+}
+
+// jsonCode returns the error code of a JSON error body, or "".
+func jsonCode(body []byte) string {
+	var m map[string]any
+	_ = json.Unmarshal(body, &m)
+	s, _ := m["error"].(string)
+	if s == "" {
+		return "<a JSON error code>"
+	}
+	return s
+}
+
+// rawExchange writes req on a new TCP connection and reads one response.
+func rawExchange(t *testing.T, n *node, req []byte) (*http.Response, []byte) {
+	t.Helper()
+	nc, err := net.DialTimeout("tcp", n.addr, wait)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	_ = nc.SetDeadline(time.Now().Add(wait))
+	go func() { _, _ = nc.Write(req) }() // the server may answer before reading it all
+	resp, err := http.ReadResponse(bufio.NewReader(nc), nil)
+	if err != nil {
+		t.Fatalf("no HTTP response: %v", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return resp, body
 }

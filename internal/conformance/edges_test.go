@@ -2,6 +2,7 @@ package conformance_test
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"syscall"
@@ -384,6 +385,30 @@ func TestBrokerDown(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+	z := connect(t, tp.b, fresh("z"))
+	zj := z.join(room)
+	s = z.post(room, "from the newcomer")
+	x.await("the newcomer's message", isMessageID(s.str("id")))
+	t.Run("members after Redis came back empty", func(t *testing.T) {
+		finding(t, "after a Redis restart without persistence, joined.members leaves out the users still connected and in the room until their nodes renew their presence (about 5 s later), and no presence join follows when they are renewed, so a user who joined in that window never learns of them; PROTOCOL.md §4: members are the users present in the room")
+		// The members still connected are members of the room in the
+		// Redis that came back empty.
+		want := map[string]string{x.user: displayName(x.user), y.user: displayName(y.user), z.user: displayName(z.user)}
+		got := members(zj)
+		if maps.Equal(got, want) {
+			return
+		}
+		t.Errorf("members of a join as soon as a send went through again: %v, want %v", got, want)
+		// Nor does the newcomer learn of them later by presence.
+		for _, u := range []string{x.user, y.user} {
+			if _, ok := got[u]; ok {
+				continue
+			}
+			if _, ok := z.take(10*time.Second, isPresence(room, u, "join")); !ok {
+				t.Errorf("%s, left out of members, was not announced by a presence join either within 10 s: the newcomer never learns that %s is present", u, u)
+			}
+		}
+	})
 }
 
 // TestDrainKeepsServing checks that a draining connection works as usual

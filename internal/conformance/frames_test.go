@@ -192,6 +192,8 @@ func TestCommandFraming(t *testing.T) {
 			ref  string // the ref the reply must carry; empty: none
 		}{
 			{"not JSON", `hello`, "error:bad_request", ""},
+			{"an empty message", ``, "error:bad_request", ""},
+			{"whitespace around the object", " \n{\"type\":\"ping\",\"ref\":\"ws\"}\r\n\t ", "pong", "ws"},
 			{"truncated JSON", `{"type":"ping","ref":"t1"`, "error:bad_request", ""},
 			{"a JSON array", `[{"type":"ping"}]`, "error:bad_request", ""},
 			{"a JSON string", `"ping"`, "error:bad_request", ""},

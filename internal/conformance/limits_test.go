@@ -91,6 +91,14 @@ func TestKeepalive(t *testing.T) {
 					start := time.Now()
 					rc := openRaw(t, n, fresh("ka"))
 					last := time.Time{}
+					pings := 0
+					defer func() {
+						// Pings go on while the client is busy: "every
+						// heartbeat seconds".
+						if took := time.Since(start); pings < int(took/heartbeat)-1 {
+							t.Errorf("%d pings in %v of a busy connection, want one every %v", pings, took, heartbeat)
+						}
+					}()
 					for time.Since(start) < 3*heartbeat+2*timeout {
 						if time.Since(last) > 300*time.Millisecond {
 							rc.writeFrame(true, 0, opText, []byte(`{"type":"ping"}`), true)
@@ -102,6 +110,9 @@ func TestKeepalive(t *testing.T) {
 						}
 						if err != nil || op == opClose {
 							t.Fatalf("closed after %v though it sent a command every 300ms: %v %q", time.Since(start), err, p)
+						}
+						if op == opPing {
+							pings++
 						}
 					}
 				})

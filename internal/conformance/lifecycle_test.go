@@ -1,6 +1,7 @@
 package conformance_test
 
 import (
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -181,4 +182,62 @@ func TestDrain(t *testing.T) {
 		}
 		stayer.none("presence leave of the mover", 0, isPresence(room, mu, ""))
 	})
+}
+
+// TestNodeLoss checks presence and recovery when one of two nodes is
+// killed or stops: the users of the lost node who do not come back are
+// announced leaving once their presence expires; a user who also has a
+// connection on the other node, or who comes back in time, is never
+// announced leaving; the one who comes back recovers with since
+// (PROTOCOL.md §4 presence "on any node", §5; docs/protocol.md §4).
+func TestNodeLoss(t *testing.T) {
+	t.Parallel()
+	tp := redisTopology(t)
+	for _, sig := range []syscall.Signal{syscall.SIGKILL, syscall.SIGTERM} {
+		t.Run(sig.String(), func(t *testing.T) {
+			t.Parallel()
+			ltp := tp.nodes(t, "-drain-window", "1s")
+			room := fresh("room")
+			stay := connect(t, ltp.b, fresh("stay"))
+			stay.join(room)
+			mu, multi, gone := fresh("mover"), fresh("multi"), fresh("gone")
+			mover := connect(t, ltp.a, mu)
+			mover.join(room)
+			for _, n := range ltp.each() {
+				connect(t, n, multi).join(room)
+			}
+			connect(t, ltp.a, gone).join(room)
+			for _, u := range []string{mu, multi, gone} {
+				stay.await("presence join of "+u, isPresence(room, u, "join"))
+			}
+			s := stay.post(room, "before")
+			mover.await("message", isMessageID(s.str("id")))
+
+			ltp.a.signal(sig)
+			if _, err := ltp.a.exitCode(wait + 5*time.Second); err != nil {
+				t.Fatalf("node %s did not exit after %v", ltp.a.id, sig)
+			}
+			during := stay.post(room, "during")
+			back := connect(t, ltp.b, mu)
+			j := back.joinSince(room, s.str("id"))
+			if got := ids(j.messages("history")); !slices.Equal(got, []string{during.str("id")}) {
+				t.Errorf("back on the other node: history %v, want the message sent meanwhile", got)
+			}
+			if rec, _ := j.bool("recovered"); !rec {
+				t.Errorf("recovered false")
+			}
+			if _, ok := stay.take(30*time.Second, isPresence(room, gone, "leave")); !ok {
+				t.Errorf("no presence leave of %s, whose only node is gone, within 30 s", gone)
+			}
+			stay.none("presence of a user still connected to the other node, or back in time", quiet, func(e event) bool {
+				return isPresence(room, multi, "")(e) || isPresence(room, mu, "")(e)
+			})
+			want := map[string]string{stay.user: displayName(stay.user), mu: displayName(mu), multi: displayName(multi)}
+			nc := connect(t, ltp.b, fresh("new"))
+			want[nc.user] = displayName(nc.user)
+			if got := members(nc.join(room)); !maps.Equal(got, want) {
+				t.Errorf("members %v, want %v", got, want)
+			}
+		})
+	}
 }

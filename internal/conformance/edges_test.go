@@ -444,3 +444,30 @@ func TestDrainKeepsServing(t *testing.T) {
 		late.wantClose(ws.StatusGoingAway, wait)
 	})
 }
+
+// TestCidWithinRetentionTime checks that a send repeated with the same cid
+// within the retention time is not posted again, also when the room has
+// since trimmed the original by count (PROTOCOL.md §3 send: "within the
+// retention time").
+func TestCidWithinRetentionTime(t *testing.T) {
+	t.Parallel()
+	forEach(t, func(t *testing.T, tp *topology) {
+		finding(t, "a cid is forgotten once its message is trimmed by count (-history-size, 1000 by default), so a retry within the retention time (24 h) is posted again; PROTOCOL.md §3 promises no second post within the retention time, docs/protocol.md §3 narrows it to while the original is retained")
+		ktp := tp.nodes(t, "-history-size", "5")
+		room := fresh("room")
+		user := fresh("x")
+		x, o := connect(t, ktp.a, user), connect(t, ktp.b, fresh("o"))
+		x.join(room)
+		o.join(room)
+		orig := x.must("sent", map[string]any{"type": "send", "room": room, "text": "once", "cid": "c-1"})
+		later := postMany(t, x, room, 10)
+		o.messagesIn(room, 11)
+		retry := connect(t, ktp.b, user)
+		retry.join(room)
+		r := retry.cmd(map[string]any{"type": "send", "room": room, "text": "once", "cid": "c-1"})
+		if r.typ() != "sent" || r.str("id") != orig.str("id") {
+			t.Errorf("a retry a moment later, %d messages on: %s, want the original sent %s", len(later), r, orig)
+		}
+		o.none("a second message for cid c-1", quiet, isMessage(room))
+	})
+}

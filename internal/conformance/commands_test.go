@@ -252,9 +252,16 @@ var badIDs = []any{"abc", "1-", "-1", "1-2-3", "1.5-0", " 1-0", "1-0 ", "1844674
 // the order of the sent replies.
 func postMany(t *testing.T, c *client, room string, n int) []string {
 	t.Helper()
+	return postManyText(t, c, room, n, "")
+}
+
+// postManyText is postMany with pad appended to every text.
+func postManyText(t *testing.T, c *client, room string, n int, pad string) []string {
+	t.Helper()
 	prefix := c.ref()
 	for i := range n {
-		c.write(map[string]any{"type": "send", "room": room, "text": fmt.Sprint("m", i), "ref": fmt.Sprint(prefix, ".", i)})
+		text := fmt.Sprint("m", i, pad)
+		c.write(map[string]any{"type": "send", "room": room, "text": text[:min(len(text), 4096)], "ref": fmt.Sprint(prefix, ".", i)})
 	}
 	out := make([]string, n)
 	for i := range n {

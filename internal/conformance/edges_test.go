@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -96,19 +97,21 @@ func TestCloseFrames(t *testing.T) {
 
 // TestSinceReplaysEverything checks that joined.history with since holds
 // every retained message after it, not only the 50 of a join without since
-// nor the 100 of a history page (PROTOCOL.md §4 joined).
+// nor the 100 of a history page: here all 1000 retained messages of 4096
+// bytes, about 4 MB in one joined (PROTOCOL.md §4 joined; docs/protocol.md
+// §8 large messages).
 func TestSinceReplaysEverything(t *testing.T) {
 	t.Parallel()
 	forEach(t, func(t *testing.T, tp *topology) {
 		room := fresh("room")
 		s := connect(t, tp.a, fresh("s"))
 		s.join(room)
-		sent := postMany(t, s, room, 230)
+		sent := postManyText(t, s, room, 1000, strings.Repeat("x", 4096))
 		for _, n := range tp.each() {
 			c := connect(t, n, fresh("r"))
 			j := c.joinSince(room, sent[0])
 			if got := ids(j.messages("history")); !slices.Equal(got, sent[1:]) {
-				t.Errorf("%s: since the first of 230: %d messages, want 229", n.id, len(got))
+				t.Errorf("%s: since the first of 1000: %d messages, want 999", n.id, len(got))
 			}
 			if rec, _ := j.bool("recovered"); !rec {
 				t.Errorf("%s: recovered false", n.id)
@@ -469,5 +472,47 @@ func TestCidWithinRetentionTime(t *testing.T) {
 			t.Errorf("a retry a moment later, %d messages on: %s, want the original sent %s", len(later), r, orig)
 		}
 		o.none("a second message for cid c-1", quiet, isMessage(room))
+	})
+}
+
+// TestPipelining checks that a client that sends commands without reading
+// their replies is slowed down, never closed: every reply arrives once it
+// reads again (docs/protocol.md §8 slow readers, §9 pipelining).
+func TestPipelining(t *testing.T) {
+	t.Parallel()
+	forEach(t, func(t *testing.T, tp *topology) {
+		user := fresh("pipe")
+		c, err := dial(t, tp.b, user, dialOptions{token: token(t, user), netDial: smallReceiveBuffer, noReader: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		const n = 3000
+		wrote := make(chan int, 1)
+		go func() {
+			i := 0
+			for ; i < n; i++ {
+				b := fmt.Appendf(nil, `{"type":"ping","ref":"p%d","pad":"%s"}`, i, strings.Repeat("x", 200))
+				if c.conn.WriteMessage(ws.Text, b) != nil {
+					break
+				}
+			}
+			wrote <- i
+		}()
+		time.Sleep(1500 * time.Millisecond)
+		c.startReading()
+		for i := range n {
+			ref := fmt.Sprint("p", i)
+			e, ok := c.take(wait, func(e event) bool { return e.str("ref") == ref })
+			if !ok {
+				t.Fatalf("reply %d of %d missing (connection: %v)", i, n, c.endErr())
+			}
+			if e.typ() != "pong" {
+				t.Fatalf("reply %s", e)
+			}
+		}
+		if got := <-wrote; got != n {
+			t.Errorf("wrote %d of %d", got, n)
+		}
+		c.ping()
 	})
 }

@@ -26,7 +26,9 @@ type Options struct {
 	PingInterval time.Duration
 	// PongTimeout defaults to 10 s.
 	PongTimeout time.Duration
-	// WriteTimeout bounds every write call; 0 means no deadline.
+	// WriteTimeout bounds every write that has to wait for the peer (its
+	// socket buffer is full); 0 means no deadline. A write the socket takes
+	// at once, the usual case, sets no deadline at all.
 	WriteTimeout time.Duration
 	// CloseTimeout bounds the closing handshake. Default 5 s.
 	CloseTimeout time.Duration
@@ -79,12 +81,16 @@ type Conn struct {
 	nc     net.Conn
 	raw    syscall.RawConn // set for TCP: lets an idle read wait without a buffer
 	server bool
-	opts   Options
+	// opts are shared by every connection made with the same options
+	// (internOptions): a copy each would be 64 bytes per connection.
+	opts *Options
 	// readLimit is opts.ReadLimit, changeable by SetReadLimit while a
 	// reader is blocked.
 	readLimit atomic.Int64
-	// rawReadFn is c.rawRead, the RawConn.Read callback, bound once.
-	rawReadFn func(fd uintptr) bool
+	// rawReadFn and rawWriteFn are c.rawRead and c.rawWrite, the RawConn
+	// callbacks, bound once.
+	rawReadFn  func(fd uintptr) bool
+	rawWriteFn func(fd uintptr) bool
 
 	subprotocol string
 	deflate     bool
@@ -97,6 +103,10 @@ type Conn struct {
 	readMu  sync.Mutex
 	r       reader // guarded by readMu
 	readErr error  // guarded by readMu; sticky once set
+
+	// parkID identifies the connection while it is parked (Park); 0
+	// otherwise. Guarded by the parker's mutex.
+	parkID uint64
 
 	writeMu   sync.Mutex
 	w         writer // guarded by writeMu
@@ -120,11 +130,12 @@ func newConn(nc net.Conn, server bool, buffered []byte, opts Options, subprotoco
 	c := &Conn{
 		nc:          nc,
 		server:      server,
-		opts:        opts,
+		opts:        internOptions(opts),
 		subprotocol: subprotocol,
 	}
 	c.raw = rawConnOf(nc)
 	c.rawReadFn = c.rawRead
+	c.rawWriteFn = c.rawWrite
 	c.readLimit.Store(opts.ReadLimit)
 	if dp != nil {
 		c.deflate = true
@@ -150,6 +161,30 @@ func newConn(nc net.Conn, server bool, buffered []byte, opts Options, subprotoco
 		startKeepalive(c, opts.PingInterval, opts.PongTimeout)
 	}
 	return c
+}
+
+// interned holds one *Options per distinct value of Options, so that the
+// connections of a server (or of a load tool) share one. Options is small
+// and comparable; a program uses few distinct ones, and past maxInterned
+// the rest get copies of their own.
+var interned sync.Map // Options -> *Options
+
+const maxInterned = 64
+
+var internedCount atomic.Int32
+
+func internOptions(o Options) *Options {
+	if p, ok := interned.Load(o); ok {
+		return p.(*Options)
+	}
+	if internedCount.Load() >= maxInterned {
+		return &o
+	}
+	p, loaded := interned.LoadOrStore(o, &o)
+	if !loaded {
+		internedCount.Add(1)
+	}
+	return p.(*Options)
 }
 
 // Subprotocol returns the negotiated subprotocol, or "".
@@ -197,6 +232,8 @@ func (c *Conn) closeTransport(cause error) {
 			close(c.done)
 		}
 		c.doneMu.Unlock()
+		// A parked reader has no goroutine to see the close: resume it.
+		c.unpark()
 	})
 }
 

@@ -5,7 +5,7 @@
 // an idle connection holds no read or write buffer (buffers are taken from
 // pools only while a message is in flight), a broadcast is framed and
 // compressed once and the same bytes are written to every connection
-// (PreparedMessage), and queued frames are written with one writev.
+// (PreparedMessage), and queued frames are written with one write.
 //
 // Servers call Accept from an http.Handler; clients call Dial. Both return a
 // *Conn. One goroutine at a time may read (ReadMessage); any number may write
@@ -21,7 +21,16 @@
 // buffers (about 10 KB per connection), and the handler's goroutine has
 // grown a larger stack. A connection parked in ReadMessage in a fresh
 // goroutine costs about 3 KB of heap and stack in all (see
-// docs/performance.md).
+// docs/performance.md). With Park (Linux), an idle connection needs no
+// goroutine at all: the reader parks the connection between messages and
+// is resumed, on a new goroutine, when the next one starts arriving; pings
+// and pongs are handled meanwhile. WaitMessage lets a reader take the
+// buffer it reads into only once a message arrives.
+//
+// Writes to a TCP connection that the socket takes at once set no
+// deadline; only a write that has to wait for the peer does (WriteTimeout).
+// TryWritePrepared writes without ever waiting, for a goroutine that fans a
+// message out to many connections and must not be held up by a slow one.
 //
 // Errors returned after the connection ended carry the close status as a
 // *CloseError (see CloseStatus); the codes 1005, 1006 and 1015 are only

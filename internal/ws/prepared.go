@@ -3,6 +3,7 @@ package ws
 import (
 	"bytes"
 	"compress/flate"
+	"net"
 	"sync"
 )
 
@@ -73,7 +74,9 @@ func (pm *PreparedMessage) frameFor(c *Conn) (frame []byte, compressed bool) {
 
 // WritePrepared writes the messages in order; on a server connection with
 // a single write (a batch of small frames is copied into one buffer, a
-// larger one goes out with writev).
+// larger one goes out with writev). It waits for the peer when its socket
+// buffer is full, up to WriteTimeout, after writing first whatever
+// TryWritePrepared left pending.
 func (c *Conn) WritePrepared(pms ...*PreparedMessage) error {
 	if c.server {
 		// Build (and compress) outside the lock: only the first
@@ -85,6 +88,9 @@ func (c *Conn) WritePrepared(pms ...*PreparedMessage) error {
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
 	if err := c.writableLocked(); err != nil {
+		return err
+	}
+	if err := c.flushPendingLocked(); err != nil {
 		return err
 	}
 	if !c.server {
@@ -133,4 +139,112 @@ func (c *Conn) WritePrepared(pms ...*PreparedMessage) error {
 		c.w.vec = append(c.w.vec, frame)
 	}
 	return c.writevLocked(c.w.vec...)
+}
+
+// TryWritePrepared writes the messages if it can do so without waiting,
+// for a caller that must not block, such as a goroutine fanning a message
+// out to many connections. It never waits: not for the peer, and not for
+// another write in progress on the connection.
+//
+// When taken is false, nothing was written (another write is in progress,
+// something is still pending, or the connection is not a server TCP
+// connection, whose socket can be written without waiting): write the
+// messages with WritePrepared, from a goroutine that may block. When taken
+// is true, the messages are the connection's: all written when complete is
+// true; otherwise the socket took only part, and the rest is pending until
+// Flush (or any other write) writes it, waiting for the peer. A caller
+// that got complete false must call Flush, from a goroutine that may
+// block, before it considers the messages sent.
+func (c *Conn) TryWritePrepared(pms ...*PreparedMessage) (taken, complete bool, err error) {
+	if !c.server || c.raw == nil {
+		return false, false, nil
+	}
+	for _, pm := range pms {
+		pm.frameFor(c) // built (and compressed) outside the lock
+	}
+	if !c.writeMu.TryLock() {
+		return false, false, nil
+	}
+	defer c.writeMu.Unlock()
+	if err := c.writableLocked(); err != nil {
+		return false, false, err
+	}
+	if len(c.w.pend) > 0 {
+		return false, false, nil
+	}
+	switch len(pms) {
+	case 0:
+		return true, true, nil
+	case 1:
+		frame, _ := pms[0].frameFor(c)
+		n, err := c.tryWrite(frame)
+		if err != nil {
+			return false, false, c.wroteLocked(err)
+		}
+		if n < len(frame) {
+			c.w.pend = net.Buffers{frame[n:]}
+		}
+		return true, n == len(frame), nil
+	}
+	total := 0
+	for _, pm := range pms {
+		frame, _ := pm.frameFor(c)
+		total += len(frame)
+	}
+	if total <= writeBufferSize {
+		bp := getWriteBuffer()
+		b := *bp
+		for _, pm := range pms {
+			frame, _ := pm.frameFor(c)
+			b = append(b, frame...)
+		}
+		*bp = b
+		n, err := c.tryWrite(b)
+		if err != nil {
+			putWriteBuffer(bp)
+			return false, false, c.wroteLocked(err)
+		}
+		if n == len(b) {
+			putWriteBuffer(bp)
+			return true, true, nil
+		}
+		// The pooled buffer stays with the connection until the rest is
+		// written.
+		c.w.pend, c.w.pendBuf = net.Buffers{b[n:]}, bp
+		return true, false, nil
+	}
+	// Large frames, written one after the other; what the socket does not
+	// take stays pending, uncopied (prepared frames never change).
+	for i, pm := range pms {
+		frame, _ := pm.frameFor(c)
+		n, err := c.tryWrite(frame)
+		if err != nil {
+			return false, false, c.wroteLocked(err)
+		}
+		if n < len(frame) {
+			pend := make(net.Buffers, 0, len(pms)-i)
+			pend = append(pend, frame[n:])
+			for _, rest := range pms[i+1:] {
+				f, _ := rest.frameFor(c)
+				pend = append(pend, f)
+			}
+			c.w.pend = pend
+			return true, false, nil
+		}
+	}
+	return true, true, nil
+}
+
+// Flush writes what TryWritePrepared left pending, waiting for the peer up
+// to WriteTimeout. It returns at once when nothing is pending.
+func (c *Conn) Flush() error {
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	if len(c.w.pend) == 0 {
+		return c.writeErr
+	}
+	if err := c.writableLocked(); err != nil {
+		return err
+	}
+	return c.flushPendingLocked()
 }

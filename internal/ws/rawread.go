@@ -57,6 +57,10 @@ func (c *Conn) rawRead(fd uintptr) bool {
 			continue
 		case err == syscall.EAGAIN:
 			putReadBuffer(b)
+			if c.r.nonblock {
+				c.r.freshErr = errWouldBlock
+				return true
+			}
 			return false
 		case err != nil:
 			putReadBuffer(b)
@@ -66,6 +70,50 @@ func (c *Conn) rawRead(fd uintptr) bool {
 			c.r.freshErr = io.EOF
 		default:
 			c.r.buf, c.r.start, c.r.end = b, 0, n
+		}
+		return true
+	}
+}
+
+// tryWrite writes as much of b as the socket takes now, without waiting
+// and without a deadline: n < len(b) with a nil error means the socket's
+// buffer is full. Without a raw connection (TLS, pipes) it writes nothing.
+func (c *Conn) tryWrite(b []byte) (n int, err error) {
+	if c.raw == nil || len(b) == 0 {
+		return 0, nil
+	}
+	c.w.out, c.w.outN, c.w.outErrno = b, 0, 0
+	// c.rawWriteFn is c.rawWrite bound once, like rawReadFn.
+	err = c.raw.Write(c.rawWriteFn)
+	n, errno := c.w.outN, c.w.outErrno
+	c.w.out = nil
+	if err != nil {
+		return 0, err // closed, or an expired deadline
+	}
+	if errno != 0 {
+		return 0, os.NewSyscallError("write", errno)
+	}
+	return n, nil
+}
+
+// rawWrite is the RawConn.Write callback of tryWrite. It always returns
+// true: a full socket is reported, never waited for.
+func (c *Conn) rawWrite(fd uintptr) bool {
+	for {
+		n, err := syscall.Write(int(fd), c.w.out)
+		switch {
+		case err == syscall.EINTR:
+			continue
+		case err == syscall.EAGAIN:
+		case err != nil:
+			c.w.outErrno, _ = err.(syscall.Errno)
+			if c.w.outErrno == 0 {
+				c.w.outErrno = syscall.EIO // syscall.Write returns only Errno
+			}
+		default:
+			// A short write means the socket is full: trying the rest
+			// now would only cost a system call that fails.
+			c.w.outN = n
 		}
 		return true
 	}

@@ -24,6 +24,11 @@ type reader struct {
 	masked    bool   // its payload is masked with key
 	key       uint32 // masking key, rotated to the next payload byte
 
+	// nonblock makes readFresh answer errWouldBlock instead of waiting
+	// (Park's reads). parkAdded says the socket is in the parker's epoll
+	// set; it is guarded by the parker's mutex, not readMu (see park).
+	nonblock, parkAdded bool
+
 	// The current message.
 	inMessage  bool // its first frame was read and its last one not yet
 	op         opcode
@@ -68,10 +73,45 @@ func (c *Conn) releaseReadBuffer() {
 	}
 }
 
+// WaitMessage blocks until the next data message starts arriving: its
+// first frame's header was read (control frames before it are handled on
+// the way, as ReadMessage does). While nothing arrives the connection holds
+// no buffer, so a caller can take the buffer it passes to ReadMessage only
+// once there is a message to read into it. It returns the error that
+// ReadMessage would.
+func (c *Conn) WaitMessage() error {
+	c.readMu.Lock()
+	defer c.readMu.Unlock()
+	if c.readErr != nil {
+		return c.readErr
+	}
+	if c.r.inMessage {
+		return nil
+	}
+	if err := c.nextDataFrame(); err != nil {
+		c.readErr = c.readFailed(err)
+		c.releaseReadBuffer()
+		return c.readErr
+	}
+	return nil
+}
+
+// Buffered reports whether bytes from the peer are buffered in the
+// connection, already read from the network: then the next WaitMessage
+// or ReadMessage may find what it needs without waiting.
+func (c *Conn) Buffered() bool {
+	c.readMu.Lock()
+	defer c.readMu.Unlock()
+	return c.r.end > c.r.start
+}
+
 func (c *Conn) readMessage(dst []byte) (MessageType, []byte, error) {
 	r := &c.r
-	if err := c.nextDataFrame(); err != nil {
-		return 0, dst, err
+	// A message is in progress only when WaitMessage started it.
+	if !r.inMessage {
+		if err := c.nextDataFrame(); err != nil {
+			return 0, dst, err
+		}
 	}
 	typ := MessageType(r.op)
 	var err error
@@ -172,6 +212,10 @@ func (c *Conn) readCompressed(dst []byte) ([]byte, error) {
 	}
 	return dst, nil
 }
+
+// errWouldBlock is readFresh's answer in nonblocking mode when the socket
+// holds nothing; it never leaves the package.
+var errWouldBlock = errors.New("ws: would block")
 
 func errReadLimit() error {
 	return &protocolError{code: StatusMessageTooBig, msg: "message exceeds read limit", err: ErrReadLimit}
@@ -486,6 +530,14 @@ func (c *Conn) readFailed(err error) error {
 // most maxHeaderSize+maxControlPayload, well within the buffer.
 func (c *Conn) fill(n int) error {
 	r := &c.r
+	if r.end-r.start >= n {
+		return nil // an empty control frame asks for nothing
+	}
+	if r.buf != nil && r.start == r.end {
+		// Nothing buffered (after a control frame, or between the frames
+		// of a message): wait without the buffer, like an idle connection.
+		c.releaseReadBuffer()
+	}
 	if r.buf == nil {
 		if err := c.readFresh(); err != nil {
 			return err
@@ -530,11 +582,16 @@ func (c *Conn) readFramePayload(p []byte) (int, error) {
 	case len(p) >= readBufferSize:
 		n, err = c.nc.Read(p)
 	default:
-		if r.buf == nil {
+		if c.raw != nil {
+			// Nothing buffered: wait without the buffer, as fill does.
+			c.releaseReadBuffer()
 			if err = c.readFresh(); err != nil {
 				return 0, err
 			}
 		} else {
+			if r.buf == nil {
+				r.buf = getReadBuffer(0)
+			}
 			r.start, r.end = 0, 0
 			var m int
 			m, err = c.nc.Read(r.buf)

@@ -7,6 +7,7 @@ import (
 	mrand "math/rand/v2"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 	"unicode/utf8"
 )
@@ -14,9 +15,21 @@ import (
 // writer is the write-side state of a Conn, guarded by Conn.writeMu.
 type writer struct {
 	hdr      [maxHeaderSize]byte
-	vec      [][]byte    // backing array for bufs, kept between writes
-	bufs     net.Buffers // what a writev consumes
+	vec      [][]byte // backing array for a writev's buffers, kept between writes
 	maskRand *mrand.ChaCha8
+
+	// pend is what TryWritePrepared accepted but the socket did not take:
+	// the rest of a frame, and the frames after it. It is written before
+	// anything else (flushPendingLocked). pendBuf is the pooled buffer it
+	// points into, if any, returned once it is written. When nothing is
+	// pending, a writev uses pend for the buffers it consumes.
+	pend    net.Buffers
+	pendBuf *[]byte
+
+	// The RawConn.Write callback's argument and results (see tryWrite).
+	out      []byte
+	outN     int
+	outErrno syscall.Errno
 }
 
 const (
@@ -207,24 +220,84 @@ func (c *Conn) writevLocked(bufs ...[]byte) error {
 		putWriteBuffer(bp)
 		return err
 	}
+	if err := c.flushPendingLocked(); err != nil {
+		return err
+	}
 	c.w.vec = append(c.w.vec[:0], bufs...)
-	c.w.bufs = c.w.vec
-	c.setWriteDeadlineLocked()
-	_, err := c.w.bufs.WriteTo(c.nc)
+	c.w.pend = c.w.vec // empty after flushPendingLocked: free to use here
+	err := c.waitWritevLocked(&c.w.pend)
+	c.w.pend = nil
 	clear(c.w.vec) // do not keep shared frames alive
-	return c.wroteLocked(err)
+	return err
 }
 
+// netWriteLocked writes b in full. It first writes what the socket takes
+// without waiting, which is all of it unless the peer is behind: such a
+// write needs no deadline. Only a write that has to wait for the peer sets
+// one (WriteTimeout), for that wait alone.
 func (c *Conn) netWriteLocked(b []byte) error {
+	if err := c.flushPendingLocked(); err != nil {
+		return err
+	}
+	n, err := c.tryWrite(b)
+	if err != nil {
+		return c.wroteLocked(err)
+	}
+	if n == len(b) {
+		return nil
+	}
 	c.setWriteDeadlineLocked()
-	_, err := c.nc.Write(b)
-	return c.wroteLocked(err)
+	_, err = c.nc.Write(b[n:])
+	return c.waitedLocked(err)
+}
+
+// waitWritevLocked writes bufs in full with writev, waiting for the peer
+// as long as WriteTimeout allows.
+func (c *Conn) waitWritevLocked(bufs *net.Buffers) error {
+	c.setWriteDeadlineLocked()
+	_, err := bufs.WriteTo(c.nc)
+	return c.waitedLocked(err)
 }
 
 func (c *Conn) setWriteDeadlineLocked() {
 	if c.opts.WriteTimeout > 0 {
 		_ = c.nc.SetWriteDeadline(time.Now().Add(c.opts.WriteTimeout))
 	}
+}
+
+// waitedLocked ends a write that may have waited: on a TCP connection the
+// deadline is cleared again, because writes that do not wait (tryWrite)
+// must not find an expired one.
+func (c *Conn) waitedLocked(err error) error {
+	if err == nil && c.opts.WriteTimeout > 0 && c.raw != nil {
+		_ = c.nc.SetWriteDeadline(time.Time{})
+	}
+	return c.wroteLocked(err)
+}
+
+// flushPendingLocked writes, waiting as long as it takes (within
+// WriteTimeout), what TryWritePrepared left pending; every write does it
+// first, so that frames go out whole and in order.
+func (c *Conn) flushPendingLocked() error {
+	if len(c.w.pend) == 0 {
+		return nil
+	}
+	var err error
+	if len(c.w.pend) == 1 {
+		c.setWriteDeadlineLocked()
+		_, err = c.nc.Write(c.w.pend[0])
+		err = c.waitedLocked(err)
+	} else {
+		err = c.waitWritevLocked(&c.w.pend)
+	}
+	// Dropped rather than kept: a connection that fell behind once keeps
+	// nothing for it.
+	c.w.pend = nil
+	if c.w.pendBuf != nil {
+		putWriteBuffer(c.w.pendBuf)
+		c.w.pendBuf = nil
+	}
+	return err
 }
 
 // wroteLocked makes a write error sticky and closes the transport: after a

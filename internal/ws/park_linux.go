@@ -1,0 +1,292 @@
+//go:build linux
+
+package ws
+
+import (
+	"os"
+	"sync"
+	"syscall"
+)
+
+// Park lets a server that serves many idle connections wait for their
+// next messages without a goroutine each: an idle connection then costs
+// no goroutine stack at all, only its Conn and socket.
+//
+// Parked connections are watched by one epoll instance of the package's
+// own (the parker), with a one-shot registration each. The parker's epoll
+// descriptor is itself watched by the Go netpoller, so that nothing
+// blocks a thread: one goroutine (parker.loop) runs while any connection
+// is parked, and hands each readable connection to a new goroutine
+// (Conn.wake), which reads what arrived without waiting: control frames
+// are handled there (a ping answered, a pong seen by keepalive), and only
+// a data message, an error or the end of the connection resumes the
+// caller. A connection closed while parked (CloseNow, a failed write, a
+// pong timeout) is resumed too, so that its reader sees the error.
+
+// Park arranges for resume to run, on a new goroutine, once the next data
+// message has started arriving (WaitMessage then returns at once, and
+// ReadMessage reads it) or the connection has failed or was closed (both
+// return the error). It reports whether it parked the connection: false
+// when bytes from the peer are buffered already, or the connection cannot
+// be parked (TLS and other non-TCP connections): then the caller reads on
+// its own goroutine, as without Park. Once Park returned true, the caller
+// must not read until resume runs.
+func (c *Conn) Park(resume func()) bool {
+	if c.raw == nil || c.Buffered() {
+		return false
+	}
+	return c.park(resume)
+}
+
+// park registers the connection with the parker. The caller is the
+// reader, and holds no lock.
+func (c *Conn) park(resume func()) bool {
+	p := &theParker
+	if p.start() != nil {
+		return false
+	}
+	p.mu.Lock()
+	c.doneMu.Lock()
+	done := c.isDone
+	c.doneMu.Unlock()
+	if done {
+		p.mu.Unlock()
+		return false // the reader sees the closed connection
+	}
+	p.nextID++
+	id := p.nextID
+	p.parked[id] = parkEntry{c: c, resume: resume}
+	c.parkID = id
+	// Decided and set here, under the lock: once the registration below
+	// is armed, it may fire and the next park run on another goroutine
+	// before this one goes on.
+	op := syscall.EPOLL_CTL_MOD
+	if !c.r.parkAdded {
+		op = syscall.EPOLL_CTL_ADD
+		c.r.parkAdded = true
+	}
+	if !p.running {
+		p.running = true
+		go p.loop()
+	}
+	p.mu.Unlock()
+
+	// One-shot: the registration fires once, and is armed again by the
+	// next park. Level-triggered, so that bytes that arrived before it
+	// was armed fire it at once.
+	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT, Fd: int32(uint32(id)), Pad: int32(uint32(id >> 32))}
+	var ctlErr error
+	err := c.raw.Control(func(fd uintptr) {
+		ctlErr = syscall.EpollCtl(p.epfd, op, int(fd), &ev)
+		switch ctlErr {
+		case syscall.EEXIST: // added before after all
+			ctlErr = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_MOD, int(fd), &ev)
+		case syscall.ENOENT: // not added yet after all
+			ctlErr = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_ADD, int(fd), &ev)
+		}
+	})
+	if err == nil {
+		err = ctlErr
+	}
+	if err == nil {
+		return true // nothing of c may be touched from here on
+	}
+	// Not registered (closed meanwhile, or out of resources): take the
+	// entry back, unless closeTransport did and resumes the reader.
+	p.mu.Lock()
+	_, mine := p.parked[id]
+	if mine {
+		delete(p.parked, id)
+		c.parkID = 0
+	}
+	p.mu.Unlock()
+	return !mine
+}
+
+// wake runs on a new goroutine when a parked connection became readable or
+// was closed: it reads what arrived without waiting, and resumes the
+// caller of Park when a data message started or the connection failed;
+// otherwise (control frames only) it parks the connection again.
+func (c *Conn) wake(resume func()) {
+	c.readMu.Lock()
+	started, err := c.pollMessageLocked()
+	c.readMu.Unlock()
+	if started || err != nil || !c.park(resume) {
+		resume()
+	}
+}
+
+// pollMessageLocked is WaitMessage without the wait: it reads and handles
+// what the socket holds, and reports whether a data message has started.
+// It returns a nil error and false when the socket ran dry first.
+func (c *Conn) pollMessageLocked() (started bool, err error) {
+	if c.readErr != nil {
+		return false, c.readErr
+	}
+	if c.r.inMessage {
+		return true, nil
+	}
+	c.r.nonblock = true
+	err = c.nextDataFrame()
+	c.r.nonblock = false
+	switch {
+	case err == errWouldBlock:
+		return false, nil
+	case err != nil:
+		c.readErr = c.readFailed(err)
+		c.releaseReadBuffer()
+		return false, c.readErr
+	}
+	return true, nil
+}
+
+// unpark resumes the reader of a connection that is closed while parked.
+func (c *Conn) unpark() {
+	p := &theParker
+	p.mu.Lock()
+	if c.parkID == 0 {
+		p.mu.Unlock()
+		return
+	}
+	e, ok := p.parked[c.parkID]
+	if !ok {
+		p.mu.Unlock()
+		return
+	}
+	delete(p.parked, c.parkID)
+	c.parkID = 0
+	empty := len(p.parked) == 0
+	p.mu.Unlock()
+	if empty {
+		p.kick() // let the loop see there is nothing left to watch
+	}
+	go c.wake(e.resume)
+}
+
+// parker is the epoll instance that watches parked connections.
+type parker struct {
+	startOnce sync.Once
+	startErr  error
+	epfd      int
+	raw       syscall.RawConn // epfd, in the Go netpoller
+	kickR     int             // read end of a pipe in the epoll set: kick wakes the loop
+	kickW     int
+
+	mu      sync.Mutex
+	nextID  uint64
+	parked  map[uint64]parkEntry
+	running bool // loop runs
+}
+
+type parkEntry struct {
+	c      *Conn
+	resume func()
+}
+
+var theParker parker
+
+// start creates the epoll instance once; an error (no epoll) leaves Park
+// answering false.
+func (p *parker) start() error {
+	p.startOnce.Do(func() { p.startErr = p.open() })
+	return p.startErr
+}
+
+func (p *parker) open() error {
+	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err != nil {
+		return os.NewSyscallError("epoll_create1", err)
+	}
+	var pipe [2]int
+	if err := syscall.Pipe2(pipe[:], syscall.O_NONBLOCK|syscall.O_CLOEXEC); err != nil {
+		syscall.Close(epfd)
+		return os.NewSyscallError("pipe2", err)
+	}
+	// Id 0 is the pipe: connections' ids start at 1.
+	if err := syscall.EpollCtl(epfd, syscall.EPOLL_CTL_ADD, pipe[0], &syscall.EpollEvent{Events: syscall.EPOLLIN}); err != nil {
+		syscall.Close(epfd)
+		syscall.Close(pipe[0])
+		syscall.Close(pipe[1])
+		return os.NewSyscallError("epoll_ctl", err)
+	}
+	if err := syscall.SetNonblock(epfd, true); err != nil {
+		return os.NewSyscallError("fcntl", err)
+	}
+	// A nonblocking descriptor given to os.NewFile joins the netpoller.
+	f := os.NewFile(uintptr(epfd), "ws-parker")
+	raw, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	p.epfd, p.raw, p.kickR, p.kickW = epfd, raw, pipe[0], pipe[1]
+	p.mu.Lock()
+	p.parked = map[uint64]parkEntry{}
+	p.mu.Unlock()
+	// f is kept open for the life of the process (the parker's is).
+	parkerFile = f
+	return nil
+}
+
+// parkerFile keeps the epoll descriptor's *os.File reachable, so that its
+// finalizer never closes it.
+var parkerFile *os.File
+
+// kick wakes the loop.
+func (p *parker) kick() {
+	_, _ = syscall.Write(p.kickW, []byte{1})
+}
+
+// loop hands readable connections to wake goroutines. It runs while any
+// connection is parked, and ends when none is.
+func (p *parker) loop() {
+	events := make([]syscall.EpollEvent, 256)
+	var ready []parkEntry
+	for {
+		n := 0
+		_ = p.raw.Read(func(fd uintptr) bool {
+			for {
+				m, err := syscall.EpollWait(int(fd), events, 0)
+				if err == syscall.EINTR {
+					continue
+				}
+				if err != nil {
+					return true // not expected; look at the map and go on
+				}
+				n = m
+				return m > 0
+			}
+		})
+		p.mu.Lock()
+		for _, ev := range events[:n] {
+			id := uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
+			if id == 0 {
+				var b [64]byte
+				for {
+					if m, _ := syscall.Read(p.kickR, b[:]); m <= 0 {
+						break
+					}
+				}
+				continue
+			}
+			// Not found: the connection was unparked (closed) already.
+			if e, ok := p.parked[id]; ok {
+				delete(p.parked, id)
+				e.c.parkID = 0
+				ready = append(ready, e)
+			}
+		}
+		stop := len(p.parked) == 0
+		if stop {
+			p.running = false
+		}
+		p.mu.Unlock()
+		for i, e := range ready {
+			go e.c.wake(e.resume)
+			ready[i] = parkEntry{}
+		}
+		ready = ready[:0]
+		if stop {
+			return
+		}
+	}
+}

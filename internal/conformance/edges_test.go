@@ -157,7 +157,7 @@ func TestNames(t *testing.T) {
 func TestPresenceRaces(t *testing.T) {
 	t.Parallel()
 	forEach(t, func(t *testing.T, tp *topology) {
-		for i := range 5 {
+		for i := range 3 {
 			room := fresh("room")
 			user := fresh("twin")
 			o := connect(t, tp.a, fresh("o"))

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -73,7 +75,19 @@ var state struct {
 	nodes  []*node // every node started, stopped at the end
 }
 
+// parallel is how many checks run at once unless -parallel says otherwise:
+// they spend most of their time waiting for chatd's timers (heartbeats,
+// expiry, drains, the presence TTL), not on a CPU, so more of them than
+// GOMAXPROCS keeps the package short on a small machine.
+const parallel = 8
+
 func TestMain(m *testing.M) {
+	flag.Parse()
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "test.parallel" })
+	if !set && runtime.GOMAXPROCS(0) < parallel {
+		_ = flag.Set("test.parallel", strconv.Itoa(parallel))
+	}
 	code := m.Run()
 	state.mu.Lock()
 	nodes := state.nodes

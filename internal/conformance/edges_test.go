@@ -516,3 +516,40 @@ func TestPipelining(t *testing.T) {
 		c.ping()
 	})
 }
+
+// TestNothingAfterLeft checks that once left arrives, nothing more of the
+// room is sent, also while another member publishes into it from the
+// other node (docs/protocol.md §3 leave).
+func TestNothingAfterLeft(t *testing.T) {
+	t.Parallel()
+	forEach(t, func(t *testing.T, tp *topology) {
+		pub := connect(t, tp.b, fresh("pub"))
+		for round := range 3 {
+			room := fresh("room")
+			pub.join(room)
+			x := connect(t, tp.a, fresh("x"))
+			x.join(room)
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				for i := range 200 {
+					b := fmt.Appendf(nil, `{"type":"send","room":%q,"text":"%d"}`, room, i)
+					if pub.conn.WriteMessage(ws.Text, b) != nil {
+						return
+					}
+				}
+			}()
+			x.await("a first message", isMessage(room))
+			x.write(map[string]any{"type": "leave", "room": room, "ref": "bye"})
+			x.await("left", isType("left"))
+			<-done
+			time.Sleep(quiet)
+			evs := x.events()
+			li := slices.IndexFunc(evs, isType("left"))
+			if k := slices.IndexFunc(evs[li+1:], inRoom(room)); k >= 0 {
+				t.Errorf("round %d: after left: %s", round, evs[li+1+k])
+			}
+			pub.leave(room)
+		}
+	})
+}

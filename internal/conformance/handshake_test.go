@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 )
 
 // sampleAccept is Sec-WebSocket-Accept for sampleKey (RFC 6455 §1.3).
@@ -328,4 +330,59 @@ func rawExchange(t *testing.T, n *node, req []byte) (*http.Response, []byte) {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	return resp, body
+}
+
+// TestTokensNotLogged checks that no token reaches the node's log, in any
+// placement, accepted or refused, even at debug level (PROTOCOL.md §1: the
+// subprotocol keeps the token out of access logs; docs/protocol.md §1:
+// chatd never logs the query parameter).
+func TestTokensNotLogged(t *testing.T) {
+	t.Parallel()
+	forEach(t, func(t *testing.T, tp *topology) {
+		ltp := tp.nodes(t, "-log-level", "debug")
+		var toks []string
+		for _, n := range ltp.each() {
+			for _, place := range []string{"header", "subprotocol", "query"} {
+				for _, valid := range []bool{true, false} {
+					user := fresh("log")
+					tok := token(t, user)
+					if !valid {
+						tok = signWith(t, jwt.SigningMethodHS256, []byte(strings.Repeat("n", 40)), claims(user))
+					}
+					toks = append(toks, tok)
+					r := upgrade(n, "")
+					switch place {
+					case "header":
+						r.set("Authorization", "Bearer "+tok)
+					case "subprotocol":
+						r.set("Sec-WebSocket-Protocol", "chat, access_token."+tok)
+					case "query":
+						r.target = "/ws?access_token=" + tok
+					}
+					resp, body, rc := roundTrip(t, n, r)
+					if valid {
+						checkAccepted(t, resp, body, rc, user)
+						rc.writeFrame(true, 0, opText, []byte(`{"type":"refresh","token":"`+tok+`"}`), true)
+						rc.writeFrame(true, 0, opText, []byte(`{"type":"refresh","token":"`+tok+`x"}`), true)
+						_, _, _ = rc.readFrame(wait)
+						_, _, _ = rc.readFrame(wait)
+					} else if resp.StatusCode != 401 {
+						t.Errorf("%s: a token of another key: %s", place, resp.Status)
+					}
+				}
+			}
+		}
+		time.Sleep(200 * time.Millisecond) // the last lines are written
+		for _, n := range ltp.each() {
+			log := n.log.String()
+			for _, tok := range toks {
+				// The signature is what must never leak; the header and
+				// claims are not secret, but a whole token is.
+				sig := tok[strings.LastIndex(tok, ".")+1:]
+				if strings.Contains(log, sig) {
+					t.Errorf("the log of %s holds a token's signature", n.id)
+				}
+			}
+		}
+	})
 }

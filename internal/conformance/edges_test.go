@@ -373,6 +373,15 @@ func TestBrokerDown(t *testing.T) {
 	if e.typ() != "error" || e.str("code") != "unavailable" {
 		t.Errorf("send with Redis down answered %s, want error unavailable", e)
 	}
+	for _, cmd := range []map[string]any{
+		{"type": "join", "room": fresh("room")},
+		{"type": "history", "room": room},
+	} {
+		if e := y.cmd(cmd); e.typ() != "error" || e.str("code") != "unavailable" {
+			t.Errorf("%v with Redis down answered %s, want error unavailable", cmd, e)
+		}
+	}
+	y.ping()
 	if err := rs.Restart(); err != nil {
 		t.Fatal(err)
 	}
@@ -390,8 +399,15 @@ func TestBrokerDown(t *testing.T) {
 	}
 	z := connect(t, tp.b, fresh("z"))
 	zj := z.join(room)
-	s = z.post(room, "from the newcomer")
-	x.await("the newcomer's message", isMessageID(s.str("id")))
+	s2 := z.post(room, "from the newcomer")
+	x.await("the newcomer's message", isMessageID(s2.str("id")))
+	// Redis came back without the history: since from before the loss is
+	// not recovered (docs/protocol.md §7).
+	j := connect(t, tp.a, x.user).joinSince(room, s.str("id"))
+	if rec, _ := j.bool("recovered"); rec {
+		t.Errorf("since from before Redis lost its data: recovered true, %s", j)
+	}
+	x.none("the send refused while Redis was down", 0, func(e event) bool { return e.str("text") == "while down" })
 	t.Run("members after Redis came back empty", func(t *testing.T) {
 		finding(t, "after a Redis restart without persistence, joined.members leaves out the users still connected and in the room until their nodes renew their presence (about 5 s later), and no presence join follows when they are renewed, so a user who joined in that window never learns of them; PROTOCOL.md §4: members are the users present in the room")
 		// The members still connected are members of the room in the
@@ -552,4 +568,33 @@ func TestNothingAfterLeft(t *testing.T) {
 			pub.leave(room)
 		}
 	})
+}
+
+// TestPubSubCatchUp checks that members on both nodes miss nothing and get
+// nothing twice when the nodes' Redis subscriptions are cut while messages
+// are published (PROTOCOL.md §5: every member receives the room's messages;
+// docs/operations.md: no gap, no duplicate).
+func TestPubSubCatchUp(t *testing.T) {
+	t.Parallel()
+	redistest.Require(t, "redis-server")
+	rs := redistest.Start(t)
+	a := startTestNode(t, "-redis", rs.URL())
+	b := startTestNode(t, "-redis", rs.URL())
+	room := fresh("room")
+	x, y := connect(t, a, fresh("x")), connect(t, b, fresh("y"))
+	x.join(room)
+	y.join(room)
+	var sent []string
+	for range 3 {
+		if _, err := rs.Do("CLIENT", "KILL", "TYPE", "pubsub"); err != nil {
+			t.Fatalf("CLIENT KILL: %v", err)
+		}
+		sent = append(sent, postMany(t, y, room, 30)...)
+	}
+	for _, c := range []*client{x, y} {
+		if got := ids(c.messagesIn(room, len(sent))); !slices.Equal(got, sent) {
+			t.Errorf("%s on %s: %d messages not those sent, in order", c.user, c.node.id, len(got))
+		}
+		c.none("a duplicate after the catch-up", quiet, isMessage(room))
+	}
 }

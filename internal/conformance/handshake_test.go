@@ -265,6 +265,16 @@ func TestOriginAllowList(t *testing.T) {
 				})
 			}
 		}
+		t.Run("the entry * allows any origin, null included", func(t *testing.T) {
+			stp := tp.nodes(t, "-allowed-origins", "*")
+			for _, n := range stp.each() {
+				for _, origin := range []string{"https://evil.example.com", "null", "http://" + n.addr} {
+					r := upgrade(n, tok).set("Origin", origin)
+					resp, body, rc := roundTrip(t, n, r)
+					checkAccepted(t, resp, body, rc, user)
+				}
+			}
+		})
 	})
 }
 

@@ -3,6 +3,7 @@ package conformance_test
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -265,4 +266,27 @@ func TestRetention(t *testing.T) {
 			}
 		})
 	})
+}
+
+// TestRedisStreamIDs checks that with Redis a message id is the stream id
+// of the stored message (PROTOCOL.md §5), in the room's stream as
+// docs/operations.md names it (chatd:{room}:s).
+func TestRedisStreamIDs(t *testing.T) {
+	t.Parallel()
+	tp := redisTopology(t)
+	room := fresh("room")
+	c := connect(t, tp.a, fresh("s"))
+	c.join(room)
+	sent := postMany(t, c, room, 5)
+	key := "chatd:{" + room + "}:s"
+	n, err := state.rs.Do("XLEN", key)
+	if err != nil || n != "5" {
+		t.Fatalf("XLEN %s: %q %v, want 5", key, n, err)
+	}
+	for _, id := range sent {
+		out, err := state.rs.Do("XRANGE", key, id, id)
+		if err != nil || !strings.HasPrefix(out, id+"\n") {
+			t.Errorf("XRANGE %s %s: %q %v: no stream entry with the message's id", key, id, out, err)
+		}
+	}
 }

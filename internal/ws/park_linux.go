@@ -6,6 +6,7 @@ import (
 	"os"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // Park lets a server that serves many idle connections wait for their
@@ -21,7 +22,9 @@ import (
 // are handled there (a ping answered, a pong seen by keepalive), and only
 // a data message, an error or the end of the connection resumes the
 // caller. A connection closed while parked (CloseNow, a failed write, a
-// pong timeout) is resumed too, so that its reader sees the error.
+// pong timeout) is resumed too, so that its reader sees the error; so is,
+// within a second (sweepInterval), one whose net.Conn was closed
+// underneath it.
 
 // Park arranges for resume to run, on a new goroutine, once the next data
 // message has started arriving (WaitMessage then returns at once, and
@@ -168,7 +171,8 @@ type parker struct {
 	startOnce sync.Once
 	startErr  error
 	epfd      int
-	raw       syscall.RawConn // epfd, in the Go netpoller
+	file      *os.File        // epfd, in the Go netpoller
+	raw       syscall.RawConn // file's
 	kickR     int             // read end of a pipe in the epoll set: kick wakes the loop
 	kickW     int
 
@@ -218,31 +222,33 @@ func (p *parker) open() error {
 	if err != nil {
 		return err
 	}
-	p.epfd, p.raw, p.kickR, p.kickW = epfd, raw, pipe[0], pipe[1]
+	p.epfd, p.file, p.raw, p.kickR, p.kickW = epfd, f, raw, pipe[0], pipe[1]
 	p.mu.Lock()
 	p.parked = map[uint64]parkEntry{}
 	p.mu.Unlock()
-	// f is kept open for the life of the process (the parker's is).
-	parkerFile = f
-	return nil
+	return nil // f stays open (and reachable) for the life of the process
 }
-
-// parkerFile keeps the epoll descriptor's *os.File reachable, so that its
-// finalizer never closes it.
-var parkerFile *os.File
 
 // kick wakes the loop.
 func (p *parker) kick() {
 	_, _ = syscall.Write(p.kickW, []byte{1})
 }
 
+// sweepInterval is how often the loop looks for parked connections whose
+// socket was closed underneath their Conn (net.Conn.Close called on the
+// connection Accept took over): such a close removes the socket from the
+// epoll set without an event, and would leave the reader parked forever.
+const sweepInterval = time.Second
+
 // loop hands readable connections to wake goroutines. It runs while any
 // connection is parked, and ends when none is.
 func (p *parker) loop() {
 	events := make([]syscall.EpollEvent, 256)
 	var ready []parkEntry
+	nextSweep := time.Now().Add(sweepInterval)
 	for {
 		n := 0
+		_ = p.file.SetReadDeadline(nextSweep)
 		_ = p.raw.Read(func(fd uintptr) bool {
 			for {
 				m, err := syscall.EpollWait(int(fd), events, 0)
@@ -274,6 +280,16 @@ func (p *parker) loop() {
 				e.c.parkID = 0
 				ready = append(ready, e)
 			}
+		}
+		if now := time.Now(); !now.Before(nextSweep) {
+			for id, e := range p.parked {
+				if e.c.raw.Control(func(uintptr) {}) != nil {
+					delete(p.parked, id)
+					e.c.parkID = 0
+					ready = append(ready, e) // its wake reads the error
+				}
+			}
+			nextSweep = now.Add(sweepInterval)
 		}
 		stop := len(p.parked) == 0
 		if stop {

@@ -184,6 +184,20 @@ func TestParkClosedWhileParked(t *testing.T) {
 	}
 }
 
+// TestParkClosedUnderneath: a parked connection whose net.Conn is closed
+// behind its Conn's back (as a test that simulates a crash does) is still
+// resumed, within the parker's sweep interval, and sees the error.
+func TestParkClosedUnderneath(t *testing.T) {
+	t.Parallel()
+	addr, echoes := parkedServer(t, echoOpts())
+	dialRaw(t, addr, "")
+	e := nextEcho(t, echoes)
+	e.c.nc.Close()
+	if err := endedWith(t, e); err == nil {
+		t.Fatal("resumed without an error")
+	}
+}
+
 // TestParkKeepalive: keepalive works on parked connections: a peer that
 // answers pings stays, one that answers nothing is closed after the pong
 // timeout, and its parked reader learns it.

@@ -17,12 +17,44 @@ var ErrNotJoined = errors.New("not joined")
 
 // Conn is a local connection as the hub sees it.
 type Conn interface {
-	// Send queues an encoded event for the connection and never blocks.
-	// droppable events (typing, presence) may be dropped when the
-	// connection is falling behind.
-	Send(pm *ws.PreparedMessage, droppable bool)
+	// Send queues an encoded event for the connection. It never blocks
+	// and does no I/O, so the hub calls it under its locks. droppable
+	// events (typing, presence) may be dropped when the connection is
+	// falling behind. It reports whether the connection needs a Flush to
+	// write what was queued.
+	Send(pm *ws.PreparedMessage, droppable bool) (flush bool)
+	// Flush writes what Send queued, without waiting for a client that
+	// is behind. The hub calls it after releasing its locks.
+	Flush()
 	// UserID is the connection's user.
 	UserID() string
+}
+
+// flushList collects, during a fan-out under a room's lock, the
+// connections to flush once the lock is released: no lock is held while
+// writing to sockets.
+type flushList []Conn
+
+var flushLists = sync.Pool{New: func() any { return new(flushList) }}
+
+func getFlushList() *flushList { return flushLists.Get().(*flushList) }
+
+// flush flushes every connection collected and returns the list to its
+// pool, holding no connection.
+func (l *flushList) flush() {
+	for _, c := range *l {
+		c.Flush()
+	}
+	clear(*l)
+	*l = (*l)[:0]
+	flushLists.Put(l)
+}
+
+// send queues pm on c and remembers c for the flush.
+func (l *flushList) send(c Conn, pm *ws.PreparedMessage, droppable bool) {
+	if c.Send(pm, droppable) {
+		*l = append(*l, c)
+	}
 }
 
 // Hub is one node's rooms. Each message the broker delivers is encoded
@@ -175,19 +207,23 @@ func (h *Hub) serveJoin(ctx context.Context, c Conn, r *room, member protocol.Me
 	joined := ws.NewPreparedMessage(ws.Text, protocol.AppendJoined(nil, ref, r.name, members, history, recovered))
 
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	ms := r.conns[c]
 	if ms == nil {
+		r.mu.Unlock()
 		return JoinResult{}, ErrNotJoined // left while the join was served
 	}
-	c.Send(joined, false)
+	flush := c.Send(joined, false)
 	for _, f := range ms.queued {
 		if !f.id.IsZero() && f.id.Compare(last) <= 0 {
 			continue // already in the joined history
 		}
-		c.Send(f.pm, f.droppable)
+		flush = c.Send(f.pm, f.droppable) || flush
 	}
 	ms.pending, ms.queued = false, nil
+	r.mu.Unlock()
+	if flush {
+		c.Flush()
+	}
 	return JoinResult{History: len(history), Recovered: recovered}, nil
 }
 
@@ -429,12 +465,17 @@ func (h *Hub) Typing(ctx context.Context, c Conn, room string, member protocol.M
 }
 
 // DeliverMessage implements Handler: the message is encoded once and
-// queued on every local member of its room.
+// queued on every local member of its room, in the room's order; then,
+// with the room's lock released, each member is flushed: written to at
+// once when its socket takes it, so a delivery costs one write and no
+// goroutine, while a member that is behind is left to its own writer.
 func (h *Hub) DeliverMessage(m protocol.Message) {
 	r := h.lookup(m.Room)
 	if r == nil {
 		return
 	}
+	l := getFlushList()
+	defer l.flush() // after the unlock below: writes hold no lock
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if len(r.conns) == 0 {
@@ -447,7 +488,7 @@ func (h *Hub) DeliverMessage(m protocol.Message) {
 			ms.queued = append(ms.queued, pendingFrame{pm: pm, id: id})
 			continue
 		}
-		c.Send(pm, false)
+		l.send(c, pm, false)
 	}
 	h.deliveries.Add(uint64(len(r.conns)))
 }
@@ -459,6 +500,8 @@ func (h *Hub) DeliverEvent(ev Event) {
 	if r == nil {
 		return
 	}
+	l := getFlushList()
+	defer l.flush() // after the unlock below: writes hold no lock
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if len(r.conns) == 0 {
@@ -482,7 +525,7 @@ func (h *Hub) DeliverEvent(ev Event) {
 			ms.queued = append(ms.queued, pendingFrame{pm: pm, droppable: true})
 			continue
 		}
-		c.Send(pm, true)
+		l.send(c, pm, true)
 	}
 }
 

@@ -21,10 +21,13 @@ type countingConn struct {
 	last atomic.Pointer[ws.PreparedMessage]
 }
 
-func (c *countingConn) Send(pm *ws.PreparedMessage, droppable bool) {
+func (c *countingConn) Send(pm *ws.PreparedMessage, droppable bool) bool {
 	c.n.Add(1)
 	c.last.Store(pm)
+	return false
 }
+
+func (c *countingConn) Flush() {}
 
 func (c *countingConn) UserID() string { return c.user }
 

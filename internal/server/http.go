@@ -215,7 +215,7 @@ func (s *Server) requestLog(next http.Handler) http.Handler {
 			ev = s.log.Info()
 		}
 		if r.URL.Path == "/ws" && status == http.StatusOK {
-			status = http.StatusSwitchingProtocols // the connection was upgraded and has now ended
+			status = http.StatusSwitchingProtocols // upgraded; the session goes on on its own goroutine
 		}
 		ev.Str("method", r.Method).Str("path", r.URL.Path).Int("status", status).Dur("took", time.Since(start)).Msg("request")
 	})

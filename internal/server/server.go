@@ -65,6 +65,9 @@ type Server struct {
 
 	connSeq  atomic.Uint64
 	draining atomic.Bool
+	// handlers counts the request handlers and the sessions' goroutines,
+	// which outlive their upgrade requests; Serve waits for both.
+	handlers sync.WaitGroup
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}
@@ -202,10 +205,14 @@ func (s *Server) routes(web http.Handler) http.Handler {
 // before the connection is upgraded.
 func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	ip := s.clientIPs.ClientIP(r)
-	log := s.log.With().Str("ip", ip.String()).Logger()
+	// Built only for a refusal: an upgrade that succeeds logs nothing here.
+	log := func() *zerolog.Logger {
+		l := s.log.With().Str("ip", ip.String()).Logger()
+		return &l
+	}
 	reject := func(status int, code, reason, msg string) {
 		s.metrics.rejections.WithLabelValues(reason).Inc()
-		log.Info().Int("status", status).Str("reason", reason).Msg("upgrade refused")
+		log().Info().Int("status", status).Str("reason", reason).Msg("upgrade refused")
 		writeError(w, status, code, msg)
 	}
 	if herr := ws.CheckRequest(r); herr != nil {
@@ -239,7 +246,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		reason := auth.Reason(err)
 		s.metrics.authFailures.WithLabelValues(reason).Inc()
 		w.Header().Set("WWW-Authenticate", `Bearer realm="chatd", error="invalid_token"`)
-		log.Info().Str("source", source).Str("auth_reason", reason).Msg("token refused")
+		log().Info().Str("source", source).Str("auth_reason", reason).Msg("token refused")
 		reject(http.StatusUnauthorized, "unauthorized", "token_"+reason, "token refused: "+reason)
 		return
 	}
@@ -263,24 +270,38 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		reject(http.StatusServiceUnavailable, "unavailable", "capacity", "this node is at its connection limit; retry or connect to another")
 		return
 	}
-	defer s.connCap.Release()
 
 	conn, err := ws.Accept(w, r, s.acceptOpts)
 	if err != nil {
-		log.Info().Err(err).Msg("upgrade failed")
+		s.connCap.Release()
+		log().Info().Err(err).Msg("upgrade failed")
 		return
 	}
 	id := s.cfg.NodeID + "-" + strconv.FormatUint(s.connSeq.Add(1), 36)
 	sess := newSession(s, conn, id, claims)
 	if !s.register(sess) {
 		_ = conn.Close(ws.StatusGoingAway, "node shutting down")
+		s.connCap.Release()
 		return
 	}
 	s.metrics.connections.Inc()
 	s.metrics.connectsTotal.Inc()
-	sess.log.Debug().Str("ip", ip.String()).Str("token_source", source).Bool("deflate", conn.Compressed()).Msg("connected")
-	sess.run(context.WithoutCancel(r.Context()))
+	sess.logAt(zerolog.DebugLevel).Str("ip", ip.String()).Str("token_source", source).Bool("deflate", conn.Compressed()).Msg("connected")
+	// The session goes on on goroutines of its own and this handler
+	// returns: net/http then lets go of the request, its context and its
+	// read and write buffers, about 10 KB that every idle connection
+	// would otherwise keep. Serve waits for sessions like for handlers,
+	// until sessionEnded.
+	s.handlers.Add(1)
+	go sess.serve()
+}
+
+// sessionEnded is called by a session once it has cleaned up: its place
+// under the connection cap is free again.
+func (s *Server) sessionEnded() {
 	s.metrics.connections.Dec()
+	s.connCap.Release()
+	s.handlers.Done()
 }
 
 func containsString(list []string, s string) bool {
@@ -324,13 +345,13 @@ func (s *Server) Connections() int {
 // handshakes up to DrainTimeout. tlsCert and tlsKey, when set, serve TLS.
 func (s *Server) Serve(ctx context.Context, ln net.Listener, tlsCert, tlsKey string) error {
 	// Every request is counted until its handler has returned, log line
-	// included: net/http forgets a connection once it is hijacked, and
-	// Serve must not return while a WebSocket handler still runs.
-	var handlers sync.WaitGroup
+	// included, and every session until its goroutine ends: net/http
+	// forgets a connection once it is hijacked, and Serve must not return
+	// while a WebSocket session still runs.
 	hs := &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			handlers.Add(1)
-			defer handlers.Done()
+			s.handlers.Add(1)
+			defer s.handlers.Done()
 			s.handler.ServeHTTP(w, r)
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -374,7 +395,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, tlsCert, tlsKey str
 	// connection is idle (closed), hijacked (counted), or was cut by the
 	// drain timeout. What is left are the WebSocket handlers finishing.
 	finished := make(chan struct{})
-	go func() { handlers.Wait(); close(finished) }()
+	go func() { s.handlers.Wait(); close(finished) }()
 	select {
 	case <-finished:
 	case <-time.After(brokerTimeout + time.Second):

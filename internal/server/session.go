@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -26,38 +27,48 @@ const (
 // brokerTimeout bounds one broker call made for a command.
 const brokerTimeout = 5 * time.Second
 
-// session is one client connection speaking the chat protocol. The
-// goroutine that accepted the connection reads and handles commands in
-// order; a writer goroutine exists only while the outbound queue is not
-// empty, so an idle connection costs one parked goroutine and no buffer.
+// session is one client connection speaking the chat protocol. A
+// goroutine of its own (started by handleWS, which then returns) reads
+// and handles commands in order, and exists only while something arrived:
+// between commands the connection is parked (readLoop). Frames for the
+// client are queued, and written by whoever queued them as long as the
+// socket takes them at once (Flush); a writer goroutine exists only while
+// the client is behind. So an idle connection costs no goroutine and no
+// buffer.
 type session struct {
 	srv  *Server
 	conn *ws.Conn
 	id   string
-	log  zerolog.Logger
 
 	// Owned by the reading goroutine.
 	claims  *auth.Claims
 	member  protocol.Member
-	rooms   map[string]struct{}
+	rooms   roomSet
 	sendLim ratelimit.Bucket
 	cmdLim  ratelimit.Bucket
 	strikes ratelimit.Strikes
 
 	expiry *time.Timer // closes with 4001 when the token expires
 
-	// The outbound queue: a ring of prepared frames, guarded by qmu.
-	qmu        sync.Mutex
-	qroom      sync.Cond // on qmu: the queue shrank or closing was set
+	// The outbound queue: a ring of prepared frames, guarded by qmu. It
+	// starts in small, grows up to qmax when the client falls behind, and
+	// goes back to small once written.
+	qmu sync.Mutex
+	// qroom, made by a reader waiting for room in the queue, is closed
+	// (and reset) when the queue shrinks or closing is set.
+	qroom      chan struct{}
 	queue      []*ws.PreparedMessage
+	small      [4]*ws.PreparedMessage
+	qmax       int
 	qhead      int
 	qlen       int
-	writing    bool          // a writer goroutine is running
+	writing    bool          // a writer owns the queue (see write)
 	closing    bool          // a close was decided; nothing more is queued
 	closeCode  ws.StatusCode // the close the writer sends after the queue
 	closeText  string
-	writerDone sync.WaitGroup
-	batch      []*ws.PreparedMessage // the writer's, reused
+	writerDone sync.WaitGroup // counts the writer while writing is set
+
+	resume func() // readLoop, bound once: Park's argument
 }
 
 func newSession(srv *Server, conn *ws.Conn, id string, claims *auth.Claims) *session {
@@ -68,15 +79,42 @@ func newSession(srv *Server, conn *ws.Conn, id string, claims *auth.Claims) *ses
 		id:      id,
 		claims:  claims,
 		member:  protocol.Member{User: claims.Subject, Name: displayName(claims)},
-		rooms:   map[string]struct{}{},
 		sendLim: ratelimit.NewBucket(cfg.SendRate, cfg.SendBurst),
 		cmdLim:  ratelimit.NewBucket(cfg.CommandRate, cfg.CommandBurst),
 		strikes: ratelimit.NewStrikes(cfg.AbuseStrikes, cfg.AbuseWindow),
-		queue:   make([]*ws.PreparedMessage, cfg.QueueSize),
+		qmax:    cfg.QueueSize,
 	}
-	s.qroom.L = &s.qmu
-	s.log = srv.log.With().Str("conn", id).Str("user", claims.Subject).Logger()
+	s.queue = s.small[:min(len(s.small), s.qmax)]
+	s.resume = s.readLoop
 	return s
+}
+
+// logAt starts a log event at level with the connection's fields. A
+// logger with those fields built once per connection would cost every
+// idle connection its bytes; events are rare, and free when the level is
+// off (nil events do nothing).
+func (s *session) logAt(level zerolog.Level) *zerolog.Event {
+	return s.srv.log.WithLevel(level).Str("conn", s.id).Str("user", s.member.User)
+}
+
+// roomSet is the rooms a connection is in: a slice rather than a map,
+// because a connection is in few rooms (at most MaxRooms, 256 by default,
+// where a scan still costs well under a microsecond) and an empty map
+// with its first group costs every connection about 200 bytes.
+type roomSet []string
+
+func (rs roomSet) has(room string) bool { return slices.Contains(rs, room) }
+
+func (rs *roomSet) add(room string) {
+	if !rs.has(room) {
+		*rs = append(*rs, room)
+	}
+}
+
+func (rs *roomSet) remove(room string) {
+	if i := slices.Index(*rs, room); i >= 0 {
+		*rs = slices.Delete(*rs, i, i+1)
+	}
 }
 
 func displayName(c *auth.Claims) string {
@@ -89,37 +127,72 @@ func displayName(c *auth.Claims) string {
 // UserID implements hub.Conn.
 func (s *session) UserID() string { return s.member.User }
 
-// Send implements hub.Conn: it queues a frame and never blocks. Droppable
-// events are dropped once the queue is half full; a full queue means the
-// client stopped reading, and it is closed with 1013 (it reconnects and
-// recovers with since).
-func (s *session) Send(pm *ws.PreparedMessage, droppable bool) {
+// Send implements hub.Conn: it queues a frame; it never blocks and does
+// no I/O, so the hub calls it under its locks. It reports whether the
+// caller must call Flush to have the frame written (no writer is at work).
+// Droppable events are dropped once the queue is half full; a full queue
+// means the client stopped reading, and it is closed with 1013 (it
+// reconnects and recovers with since).
+func (s *session) Send(pm *ws.PreparedMessage, droppable bool) bool {
 	s.qmu.Lock()
 	defer s.qmu.Unlock()
 	if s.closing {
-		return
+		return false
 	}
-	if droppable && s.qlen >= len(s.queue)/2 {
+	if droppable && s.qlen >= s.qmax/2 {
 		s.srv.metrics.queueDrops.Inc()
-		return
+		return false
 	}
-	if s.qlen == len(s.queue) {
+	if s.qlen == s.qmax {
 		s.srv.metrics.slowConsumers.Inc()
-		s.log.Warn().Int("queue", s.qlen).Msg("slow consumer: outbound queue full, closing with 1013")
+		s.logAt(zerolog.WarnLevel).Int("queue", s.qlen).Msg("slow consumer: outbound queue full, closing with 1013")
 		// What is queued will not be read in time; the client recovers it.
-		for i := range s.queue {
-			s.queue[i] = nil
-		}
+		clear(s.queue)
 		s.qhead, s.qlen = 0, 0
 		s.closeLocked(ws.StatusTryAgainLater, "slow consumer: outbound queue full")
-		return
+		return false
+	}
+	if s.qlen == len(s.queue) {
+		s.growLocked()
 	}
 	s.queue[(s.qhead+s.qlen)%len(s.queue)] = pm
 	s.qlen++
-	s.startWriterLocked()
+	return !s.writing
 }
 
-func (s *session) reply(data []byte) { s.Send(ws.NewPreparedMessage(ws.Text, data), false) }
+// growLocked doubles the ring, up to qmax, keeping the order.
+func (s *session) growLocked() {
+	q := make([]*ws.PreparedMessage, min(max(2*len(s.queue), 8), s.qmax))
+	for i := 0; i < s.qlen; i++ {
+		q[i] = s.queue[(s.qhead+i)%len(s.queue)]
+	}
+	s.queue, s.qhead = q, 0
+}
+
+// reply queues a frame for this client and writes it.
+func (s *session) reply(data []byte) {
+	if s.Send(ws.NewPreparedMessage(ws.Text, data), false) {
+		s.Flush()
+	}
+}
+
+// Flush implements hub.Conn: it writes what is queued, on the caller's
+// goroutine as long as the socket takes it at once; it never waits for
+// the client (see write).
+func (s *session) Flush() {
+	s.qmu.Lock()
+	if s.writing || s.qlen == 0 {
+		// A writer is at work and writes what was queued before it
+		// ends, or nothing is queued (a close decided with an empty queue
+		// started its own writer).
+		s.qmu.Unlock()
+		return
+	}
+	s.writing = true
+	s.writerDone.Add(1)
+	s.qmu.Unlock()
+	s.write(false)
+}
 
 // startClose decides to close the connection with code once what is
 // queued has been written.
@@ -135,8 +208,13 @@ func (s *session) closeLocked(code ws.StatusCode, reason string) {
 	}
 	s.closing, s.closeCode, s.closeText = true, code, reason
 	s.srv.metrics.closes.WithLabelValues(strconv.Itoa(int(code))).Inc()
-	s.qroom.Broadcast()
-	s.startWriterLocked()
+	s.wakeQueueWaiterLocked()
+	if !s.writing {
+		// The closing handshake waits for the client: a goroutine's work.
+		s.writing = true
+		s.writerDone.Add(1)
+		go s.write(true)
+	}
 }
 
 // awaitQueueRoom blocks the reading goroutine while the outbound queue
@@ -149,12 +227,27 @@ func (s *session) closeLocked(code ws.StatusCode, reason string) {
 // its commands served and its pongs seen. A client that stops reading
 // altogether is failed by the write timeout, which wakes this.
 func (s *session) awaitQueueRoom() {
-	limit := len(s.queue) - max(len(s.queue)/8, 4)
+	limit := s.qmax - max(s.qmax/8, 4)
 	s.qmu.Lock()
 	for s.qlen > limit && !s.closing {
-		s.qroom.Wait()
+		if s.qroom == nil {
+			s.qroom = make(chan struct{})
+		}
+		wait := s.qroom
+		s.qmu.Unlock()
+		<-wait
+		s.qmu.Lock()
 	}
 	s.qmu.Unlock()
+}
+
+// wakeQueueWaiterLocked wakes the reader waiting in awaitQueueRoom, if
+// it waits.
+func (s *session) wakeQueueWaiterLocked() {
+	if s.qroom != nil {
+		close(s.qroom)
+		s.qroom = nil
+	}
 }
 
 func (s *session) isClosing() bool {
@@ -163,93 +256,190 @@ func (s *session) isClosing() bool {
 	return s.closing
 }
 
-func (s *session) startWriterLocked() {
-	if s.writing {
-		return
-	}
-	s.writing = true
-	s.writerDone.Add(1)
-	go s.writeLoop()
-}
+// maxBatch is the most frames one write takes from the queue.
+const maxBatch = 64
 
-// writeLoop writes queued frames in batches (one writev each) until the
-// queue is empty, then exits; if a close was decided, it sends it last.
-func (s *session) writeLoop() {
-	defer s.writerDone.Done()
+// batchPool holds the writers' batches: only a connection being written
+// to holds one.
+var batchPool = sync.Pool{New: func() any { b := make([]*ws.PreparedMessage, 0, maxBatch); return &b }}
+
+// write writes queued frames in batches (one write system call each)
+// until the queue is empty, then ends; if a close was decided, it sends it
+// last. It runs while s.writing is set, which makes it the queue's only
+// writer and owner of one writerDone count.
+//
+// With mayBlock false it runs on the goroutine that queued the frames (a
+// fan-out, or the session's reader) and never waits for the client: the
+// first batch the socket does not take at once, in whole or in part, is
+// handed to a writer goroutine, which may wait (up to the write timeout)
+// and carries on with the queue. So a delivery to a client that keeps up
+// costs one write and no goroutine, and a slow client delays nobody else.
+func (s *session) write(mayBlock bool) {
+	bp := batchPool.Get().(*[]*ws.PreparedMessage)
 	for {
 		s.qmu.Lock()
 		if s.qlen == 0 {
 			closing, code, text := s.closing, s.closeCode, s.closeText
 			if !closing {
 				s.writing = false
+				s.queue, s.qhead = s.small[:min(len(s.small), s.qmax)], 0
 				s.qmu.Unlock()
+				batchPool.Put(bp)
+				s.writerDone.Done()
 				return
 			}
 			s.qmu.Unlock()
+			batchPool.Put(bp)
+			if !mayBlock {
+				go s.write(true)
+				return
+			}
 			// Waits for the client's close frame, read by the session's
-			// reading goroutine, up to the close timeout.
+			// reading goroutine, up to the close timeout. writing stays
+			// set: nothing is written after a close.
 			_ = s.conn.Close(code, text)
-			return // writing stays true: nothing is written after a close
+			s.writerDone.Done()
+			return
 		}
-		n := min(s.qlen, 64)
+		n := min(s.qlen, maxBatch)
+		batch := (*bp)[:0]
 		for i := 0; i < n; i++ {
 			j := (s.qhead + i) % len(s.queue)
-			s.batch = append(s.batch, s.queue[j])
+			batch = append(batch, s.queue[j])
 			s.queue[j] = nil
 		}
+		*bp = batch
 		s.qhead = (s.qhead + n) % len(s.queue)
 		s.qlen -= n
-		s.qroom.Broadcast()
+		s.wakeQueueWaiterLocked()
 		s.qmu.Unlock()
 
-		err := s.conn.WritePrepared(s.batch...)
-		clear(s.batch)
-		s.batch = s.batch[:0]
-		if err != nil {
-			// The connection is gone; the reader sees it and cleans up.
-			s.qmu.Lock()
-			s.closing = true
-			for i := range s.queue {
-				s.queue[i] = nil
+		var err error
+		if mayBlock {
+			err = s.conn.WritePrepared(batch...)
+		} else {
+			var taken, complete bool
+			taken, complete, err = s.conn.TryWritePrepared(batch...)
+			if err == nil && !complete {
+				go s.finishWrite(bp, taken)
+				return
 			}
-			s.qlen = 0
-			s.qroom.Broadcast()
-			s.qmu.Unlock()
+		}
+		clear(batch)
+		if err != nil {
+			batchPool.Put(bp)
+			s.writeFailed()
 			return
 		}
 	}
 }
 
-// run serves the connection until it ends. It is called on the goroutine
-// that accepted the connection.
-func (s *session) run(ctx context.Context) {
-	defer s.cleanup()
+// finishWrite is the writer goroutine a non-blocking write handed its
+// batch to: it writes the rest of the batch (taken: what the connection
+// holds pending; otherwise the whole batch), then the rest of the queue.
+func (s *session) finishWrite(bp *[]*ws.PreparedMessage, taken bool) {
+	var err error
+	if taken {
+		err = s.conn.Flush()
+	} else {
+		err = s.conn.WritePrepared(*bp...)
+	}
+	clear(*bp)
+	batchPool.Put(bp)
+	if err != nil {
+		s.writeFailed()
+		return
+	}
+	s.write(true)
+}
+
+// writeFailed ends the writer after a failed write: the connection is
+// gone, and the reader sees it and cleans up. writing stays set, so that
+// no writer starts again.
+func (s *session) writeFailed() {
+	s.qmu.Lock()
+	s.closing = true
+	clear(s.queue)
+	s.qlen = 0
+	s.wakeQueueWaiterLocked()
+	s.qmu.Unlock()
+	s.writerDone.Done()
+}
+
+// serve is the session's first goroutine: it greets the client, then
+// serves it (readLoop).
+func (s *session) serve() {
+	s.start()
+	s.readLoop()
+}
+
+// start greets the client.
+func (s *session) start() {
 	s.reply(protocol.AppendWelcome(nil, s.member.User, s.member.Name, s.srv.cfg.NodeID, s.id, int64(s.srv.cfg.Heartbeat/time.Second)))
 	s.armExpiry(s.claims.Expiry)
+}
 
+// readLoop reads and handles the client's commands, in order, until the
+// connection ends; then it cleans up and ends the session.
+//
+// Between commands the connection is parked (ws.Conn.Park) and the
+// goroutine ends: an idle connection has no goroutine, and no stack,
+// until its next message starts arriving, when readLoop runs again on a
+// new goroutine (s.resume). Pings and pongs are handled while parked.
+// Where a connection cannot be parked (TLS), the loop reads on.
+func (s *session) readLoop() {
 	for {
 		s.awaitQueueRoom()
-		bp := readBufferPool.Get().(*[]byte)
-		typ, data, err := s.conn.ReadMessage((*bp)[:0])
-		if err != nil {
-			readBufferPool.Put(bp)
-			s.log.Debug().Err(err).Uint16("code", uint16(ws.CloseStatus(err))).Msg("connection ended")
+		if s.conn.Park(s.resume) {
 			return
 		}
-		switch {
-		case s.isClosing():
-			// Closing: what the client still sends is read only to
-			// reach its close frame.
-		case typ == ws.Binary:
-			s.startClose(ws.StatusUnsupportedData, "binary messages are not part of the protocol")
-		default:
-			s.handle(ctx, data)
+		// The read buffer is taken once a message arrives: an idle
+		// connection holds none.
+		if err := s.conn.WaitMessage(); err != nil {
+			s.end(err)
+			return
 		}
-		if cap(data) <= 4096 {
-			*bp = data
-			readBufferPool.Put(bp)
+		if err := s.readAndHandle(); err != nil {
+			s.end(err)
+			return
 		}
 	}
+}
+
+// readAndHandle reads the message that has started arriving and serves
+// it. It is a function of its own so that its frame is not on the stack
+// of a goroutine waiting in readLoop.
+func (s *session) readAndHandle() error {
+	bp := readBufferPool.Get().(*[]byte)
+	typ, data, err := s.conn.ReadMessage((*bp)[:0])
+	if err != nil {
+		readBufferPool.Put(bp)
+		return err
+	}
+	switch {
+	case s.isClosing():
+		// Closing: what the client still sends is read only to reach its
+		// close frame.
+	case typ == ws.Binary:
+		s.startClose(ws.StatusUnsupportedData, "binary messages are not part of the protocol")
+	default:
+		// Broker calls are bounded by their own timeouts; the session
+		// has no request context (its request ended at the upgrade).
+		s.handle(context.Background(), data)
+	}
+	if cap(data) <= 4096 {
+		*bp = data
+		readBufferPool.Put(bp)
+	}
+	return nil
+}
+
+// end cleans up after the connection ended with err and tells the server
+// the session is over.
+func (s *session) end(err error) {
+	s.logAt(zerolog.DebugLevel).Err(err).Uint16("code", uint16(ws.CloseStatus(err))).Msg("connection ended")
+	s.cleanup()
+	s.srv.sessionEnded()
 }
 
 var readBufferPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
@@ -260,7 +450,7 @@ func (s *session) cleanup() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), brokerTimeout)
 	defer cancel()
-	for room := range s.rooms {
+	for _, room := range s.rooms {
 		// Disconnect, not Leave: while the node drains, the user's
 		// presence lapses instead of being withdrawn (hub.Drain).
 		_ = s.srv.hub.Disconnect(ctx, s, room)
@@ -269,6 +459,7 @@ func (s *session) cleanup() {
 	s.closing = true
 	s.qmu.Unlock()
 	_ = s.conn.CloseNow()
+	// A writer still at work ends at once on the closed connection.
 	s.writerDone.Wait()
 	s.srv.unregister(s)
 }
@@ -280,7 +471,7 @@ func (s *session) armExpiry(exp time.Time) {
 	d := time.Until(exp)
 	if s.expiry == nil {
 		s.expiry = time.AfterFunc(max(d, 0), func() {
-			s.log.Info().Msg("token expired, closing with 4001")
+			s.logAt(zerolog.InfoLevel).Msg("token expired, closing with 4001")
 			s.startClose(closeTokenExpired, "token expired")
 		})
 		return
@@ -295,7 +486,7 @@ func (s *session) armExpiry(exp time.Time) {
 func (s *session) handle(ctx context.Context, data []byte) {
 	defer func() {
 		if v := recover(); v != nil {
-			s.log.Error().Interface("panic", v).Bytes("stack", debug.Stack()).Msg("command handler panicked, closing with 1011")
+			s.logAt(zerolog.ErrorLevel).Interface("panic", v).Bytes("stack", debug.Stack()).Msg("command handler panicked, closing with 1011")
 			s.startClose(ws.StatusInternalError, "internal error")
 		}
 	}()
@@ -336,7 +527,7 @@ func (s *session) handle(ctx context.Context, data []byte) {
 // going far over the limit.
 func (s *session) denied(now time.Time, ref string, retry time.Duration) {
 	if s.strikes.Deny(now) {
-		s.log.Warn().Msg("client keeps sending over the rate limit, closing with 1008")
+		s.logAt(zerolog.WarnLevel).Msg("client keeps sending over the rate limit, closing with 1008")
 		s.startClose(ws.StatusPolicyViolation, "rate limit exceeded repeatedly")
 		return
 	}
@@ -353,10 +544,10 @@ func (s *session) brokerError(ref, op, room string, err error) {
 	case errors.Is(err, hub.ErrNotJoined):
 		s.fail(ref, protocol.CodeNotJoined, "not in this room")
 	case errors.Is(err, hub.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
-		s.log.Warn().Err(err).Str("op", op).Str("room", room).Msg("broker unavailable")
+		s.logAt(zerolog.WarnLevel).Err(err).Str("op", op).Str("room", room).Msg("broker unavailable")
 		s.fail(ref, protocol.CodeUnavailable, "the message service is temporarily unavailable; retry")
 	default:
-		s.log.Error().Err(err).Str("op", op).Str("room", room).Msg("broker call failed")
+		s.logAt(zerolog.ErrorLevel).Err(err).Str("op", op).Str("room", room).Msg("broker call failed")
 		s.fail(ref, protocol.CodeInternal, "internal error")
 	}
 }
@@ -371,7 +562,7 @@ func (s *session) join(ctx context.Context, cmd protocol.Command) {
 		s.fail(cmd.Ref, protocol.CodeForbidden, "your token does not allow this room")
 		return
 	}
-	if _, in := s.rooms[cmd.Room]; !in && len(s.rooms) >= s.srv.cfg.MaxRooms {
+	if !s.rooms.has(cmd.Room) && len(s.rooms) >= s.srv.cfg.MaxRooms {
 		s.fail(cmd.Ref, protocol.CodeBadRequest, "too many rooms on one connection (at most "+strconv.Itoa(s.srv.cfg.MaxRooms)+")")
 		return
 	}
@@ -381,33 +572,33 @@ func (s *session) join(ctx context.Context, cmd protocol.Command) {
 	res, err := s.srv.hub.Join(ctx, s, cmd.Room, s.member, cmd.Ref, cmd.Since, s.srv.cfg.HistoryLimit)
 	done()
 	if err != nil {
-		delete(s.rooms, cmd.Room)
+		s.rooms.remove(cmd.Room)
 		s.brokerError(cmd.Ref, "join", cmd.Room, err)
 		return
 	}
-	s.rooms[cmd.Room] = struct{}{}
+	s.rooms.add(cmd.Room)
 	s.srv.metrics.joins.Inc()
-	s.log.Debug().Str("room", cmd.Room).Str("since", cmd.Since).Int("history", res.History).Bool("recovered", res.Recovered).Msg("joined")
+	s.logAt(zerolog.DebugLevel).Str("room", cmd.Room).Str("since", cmd.Since).Int("history", res.History).Bool("recovered", res.Recovered).Msg("joined")
 }
 
 func (s *session) leave(ctx context.Context, cmd protocol.Command) {
-	if _, in := s.rooms[cmd.Room]; !in {
+	if !s.rooms.has(cmd.Room) {
 		s.fail(cmd.Ref, protocol.CodeNotJoined, "not in this room")
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, brokerTimeout)
 	defer cancel()
-	delete(s.rooms, cmd.Room)
+	s.rooms.remove(cmd.Room)
 	if err := s.srv.hub.Leave(ctx, s, cmd.Room); err != nil && !errors.Is(err, hub.ErrNotJoined) {
 		s.brokerError(cmd.Ref, "leave", cmd.Room, err)
 		return
 	}
-	s.log.Debug().Str("room", cmd.Room).Msg("left")
+	s.logAt(zerolog.DebugLevel).Str("room", cmd.Room).Msg("left")
 	s.reply(protocol.AppendLeft(nil, cmd.Ref, cmd.Room))
 }
 
 func (s *session) send(ctx context.Context, cmd protocol.Command, now time.Time) {
-	if _, in := s.rooms[cmd.Room]; !in {
+	if !s.rooms.has(cmd.Room) {
 		s.fail(cmd.Ref, protocol.CodeNotJoined, "join the room before sending to it")
 		return
 	}
@@ -424,7 +615,7 @@ func (s *session) send(ctx context.Context, cmd protocol.Command, now time.Time)
 		// through, as ratelimit.UserLimiter asks; the connection's own
 		// bucket still bounds it, and the publish answers unavailable
 		// itself if Redis is gone.
-		s.log.Debug().Err(err).Msg("user rate limit undecided; allowing")
+		s.logAt(zerolog.DebugLevel).Err(err).Msg("user rate limit undecided; allowing")
 		d.Allowed = true
 	}
 	if !d.Allowed {
@@ -461,7 +652,7 @@ func (s *session) history(ctx context.Context, cmd protocol.Command) {
 }
 
 func (s *session) typing(ctx context.Context, cmd protocol.Command) {
-	if _, in := s.rooms[cmd.Room]; !in {
+	if !s.rooms.has(cmd.Room) {
 		s.fail(cmd.Ref, protocol.CodeNotJoined, "join the room before typing in it")
 		return
 	}
@@ -476,12 +667,12 @@ func (s *session) refresh(ctx context.Context, cmd protocol.Command) {
 	if err != nil {
 		reason := auth.Reason(err)
 		s.srv.metrics.authFailures.WithLabelValues(reason).Inc()
-		s.log.Info().Str("reason", reason).Msg("refresh token refused")
+		s.logAt(zerolog.InfoLevel).Str("reason", reason).Msg("refresh token refused")
 		s.fail(cmd.Ref, protocol.CodeForbidden, "token refused: "+reason)
 		return
 	}
 	if claims.Subject != s.member.User {
-		s.log.Warn().Str("new_sub", claims.Subject).Msg("refresh for another user, closing with 4003")
+		s.logAt(zerolog.WarnLevel).Str("new_sub", claims.Subject).Msg("refresh for another user, closing with 4003")
 		s.startClose(closeTokenInvalid, "token is for another user")
 		return
 	}
@@ -491,18 +682,18 @@ func (s *session) refresh(ctx context.Context, cmd protocol.Command) {
 	// allows are left, each announced with a left event without ref,
 	// before the reply, so the client's state is settled when it sees
 	// refreshed.
-	for room := range s.rooms {
+	for _, room := range slices.Clone(s.rooms) {
 		if claims.MayJoin(room) {
 			continue
 		}
-		delete(s.rooms, room)
+		s.rooms.remove(room)
 		ctx, cancel := context.WithTimeout(ctx, brokerTimeout)
 		err := s.srv.hub.Leave(ctx, s, room)
 		cancel()
 		if err != nil && !errors.Is(err, hub.ErrNotJoined) {
-			s.log.Warn().Err(err).Str("room", room).Msg("leaving a room the refreshed token does not allow")
+			s.logAt(zerolog.WarnLevel).Err(err).Str("room", room).Msg("leaving a room the refreshed token does not allow")
 		}
-		s.log.Info().Str("room", room).Msg("refreshed token does not allow the room: left")
+		s.logAt(zerolog.InfoLevel).Str("room", room).Msg("refreshed token does not allow the room: left")
 		s.reply(protocol.AppendLeft(nil, "", room))
 	}
 	s.reply(protocol.AppendRefreshed(nil, cmd.Ref, claims.Expiry.Unix()))

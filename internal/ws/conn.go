@@ -90,7 +90,7 @@ type Conn struct {
 	// rawReadFn and rawWriteFn are c.rawRead and c.rawWrite, the RawConn
 	// callbacks, bound once.
 	rawReadFn  func(fd uintptr) bool
-	rawWriteFn func(fd uintptr) bool
+	rawWriteFn func(fd uintptr)
 
 	subprotocol string
 	deflate     bool

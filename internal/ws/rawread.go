@@ -78,17 +78,24 @@ func (c *Conn) rawRead(fd uintptr) bool {
 // tryWrite writes as much of b as the socket takes now, without waiting
 // and without a deadline: n < len(b) with a nil error means the socket's
 // buffer is full. Without a raw connection (TLS, pipes) it writes nothing.
+//
+// It goes through RawConn.Control, which only holds a reference on the
+// descriptor (so that it cannot be closed and reused meanwhile), rather
+// than RawConn.Write, which also prepares the poller for a wait that never
+// comes: on a server writing to thousands of connections, each of them
+// touched a few times a second, that preparation is cache misses on the
+// poller's state of every connection. Writes are serialised by writeMu.
 func (c *Conn) tryWrite(b []byte) (n int, err error) {
 	if c.raw == nil || len(b) == 0 {
 		return 0, nil
 	}
 	c.w.out, c.w.outN, c.w.outErrno = b, 0, 0
 	// c.rawWriteFn is c.rawWrite bound once, like rawReadFn.
-	err = c.raw.Write(c.rawWriteFn)
+	err = c.raw.Control(c.rawWriteFn)
 	n, errno := c.w.outN, c.w.outErrno
 	c.w.out = nil
 	if err != nil {
-		return 0, err // closed, or an expired deadline
+		return 0, err // closed
 	}
 	if errno != 0 {
 		return 0, os.NewSyscallError("write", errno)
@@ -96,9 +103,9 @@ func (c *Conn) tryWrite(b []byte) (n int, err error) {
 	return n, nil
 }
 
-// rawWrite is the RawConn.Write callback of tryWrite. It always returns
-// true: a full socket is reported, never waited for.
-func (c *Conn) rawWrite(fd uintptr) bool {
+// rawWrite is the RawConn.Control callback of tryWrite: one write system
+// call, never a wait.
+func (c *Conn) rawWrite(fd uintptr) {
 	for {
 		n, err := syscall.Write(int(fd), c.w.out)
 		switch {
@@ -115,6 +122,28 @@ func (c *Conn) rawWrite(fd uintptr) bool {
 			// now would only cost a system call that fails.
 			c.w.outN = n
 		}
-		return true
+		return
 	}
+}
+
+// socketDrained reports whether the socket holds no unread bytes (or the
+// peer has closed): then closing it sends no reset. It peeks without
+// waiting; without a raw connection it reports false.
+func (c *Conn) socketDrained() bool {
+	if c.raw == nil {
+		return false
+	}
+	drained := false
+	_ = c.raw.Control(func(fd uintptr) {
+		var b [1]byte
+		for {
+			n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+			if err == syscall.EINTR {
+				continue
+			}
+			drained = err == syscall.EAGAIN || (err == nil && n == 0)
+			return
+		}
+	})
+	return drained
 }

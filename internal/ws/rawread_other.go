@@ -18,4 +18,6 @@ func (c *Conn) rawRead(uintptr) bool { return true }
 
 func (c *Conn) tryWrite([]byte) (int, error) { return 0, nil }
 
-func (c *Conn) rawWrite(uintptr) bool { return true }
+func (c *Conn) rawWrite(uintptr) {}
+
+func (c *Conn) socketDrained() bool { return false }

@@ -455,8 +455,16 @@ func (c *Conn) handleCloseFrame(p []byte) error {
 	// Echo the peer's code, unless we started the close ourselves.
 	_, _ = c.writeClose(remote.Code, "", false)
 	if c.server {
-		// §7.1.1: the server closes the TCP connection first.
-		c.lingerClose()
+		// §7.1.1: the server closes the TCP connection first. A peer
+		// sends nothing after its close frame; when indeed nothing is
+		// left unread, closing at once sends a FIN, never a reset, and
+		// our close frame arrives whole, so there is nothing to linger
+		// for (a read, a timer and a wait saved on every close).
+		if c.r.start == c.r.end && c.socketDrained() {
+			c.closeTransport(nil)
+		} else {
+			c.lingerClose()
+		}
 	} else {
 		c.awaitServerClose()
 	}

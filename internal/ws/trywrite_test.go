@@ -292,3 +292,37 @@ func TestWaitedWriteLeavesNoDeadline(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestPeerCloseNeedsNoLinger: after the peer's close frame, with nothing
+// left unread, the server answers and closes the TCP connection at once
+// (first, as RFC 6455 §7.1.1 asks), instead of lingering for the peer's
+// FIN; the peer gets the echo and then the end of the stream. With bytes
+// after the close frame (a protocol violation), it still lingers, so that
+// the echo is not destroyed by a reset.
+func TestPeerCloseNeedsNoLinger(t *testing.T) {
+	t.Parallel()
+	for _, junk := range []bool{false, true} {
+		ts := startServer(t, echoOpts(), nil)
+		rc := dialRaw(t, ts.addr, "")
+		frames := encodeAll(fClose(1000, "bye"))
+		if junk {
+			frames = append(frames, encodeAll(fText("after the close"))...)
+		}
+		rc.write(frames)
+		ev, err := rc.next(5 * time.Second)
+		if err != nil || ev.kind != "close" {
+			t.Fatalf("junk=%v: got %v, %v; want the close echo", junk, ev, err)
+		}
+		if !junk {
+			// The peer keeps its side open: only a server that does
+			// not linger (a second) is done by now.
+			within(t, 900*time.Millisecond, "the server's end of the connection", func() { ts.serveErr(t) })
+		} else {
+			ts.serveErr(t)
+		}
+		rc.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if n, err := rc.br.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+			t.Fatalf("junk=%v: after the echo: %d bytes, %v; want EOF", junk, n, err)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -140,6 +141,64 @@ type Verifier struct {
 	issuer   string
 	audience string
 	parser   *jwt.Parser
+	leeway   time.Duration
+	now      func() time.Time
+	cache    verifiedCache
+}
+
+// verifiedCache remembers the claims of recently verified tokens, so that
+// a token presented again (a client reconnecting, another tab, a mobile
+// app coming back) costs a map lookup instead of a signature check and a
+// JSON decoding. The same bytes verified once verify again: the key is
+// fixed for the Verifier's life and claims do not change, except that time
+// passes, so "exp" and "nbf" are checked again on every use (a token
+// outside its window takes the full path, which says why it is refused).
+// Only tokens of at most maxCachedToken bytes are kept, at most
+// maxCachedTokens of them.
+type verifiedCache struct {
+	mu sync.Mutex
+	m  map[string]cachedClaims
+}
+
+type cachedClaims struct {
+	claims    Claims
+	notBefore time.Time // zero when the token has no "nbf"
+}
+
+const (
+	maxCachedTokens = 4096
+	maxCachedToken  = 1 << 10
+)
+
+func (vc *verifiedCache) get(token string) (cachedClaims, bool) {
+	vc.mu.Lock()
+	defer vc.mu.Unlock()
+	cc, ok := vc.m[token]
+	return cc, ok
+}
+
+func (vc *verifiedCache) put(token string, cc cachedClaims) {
+	if len(token) > maxCachedToken {
+		return
+	}
+	vc.mu.Lock()
+	defer vc.mu.Unlock()
+	if vc.m == nil {
+		vc.m = make(map[string]cachedClaims)
+	}
+	if len(vc.m) >= maxCachedTokens {
+		for k := range vc.m { // map order: a random entry goes
+			delete(vc.m, k)
+			break
+		}
+	}
+	vc.m[token] = cc
+}
+
+func (vc *verifiedCache) drop(token string) {
+	vc.mu.Lock()
+	defer vc.mu.Unlock()
+	delete(vc.m, token)
 }
 
 // NewVerifier returns a Verifier for cfg, or an error saying what is wrong
@@ -174,6 +233,10 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 		leeway = DefaultLeeway
 	case leeway < 0:
 		leeway = 0
+	}
+	v.leeway, v.now = leeway, cfg.Now
+	if v.now == nil {
+		v.now = time.Now
 	}
 	opts := []jwt.ParserOption{
 		jwt.WithValidMethods([]string{v.alg}),
@@ -279,12 +342,25 @@ var errCritHeader = errors.New("token has a crit header")
 
 // Verify checks token's signature and claims and returns its claims. Errors
 // wrap one of the Err* sentinels (see Reason) and never contain the token.
+// A token verified recently is recognised (see verifiedCache): only its
+// times are checked again. The returned claims' slices are shared with
+// that cache and must not be modified.
 func (v *Verifier) Verify(token string) (*Claims, error) {
 	if token == "" {
 		return nil, ErrMissing
 	}
 	if len(token) > maxTokenLen {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrMalformed, len(token), maxTokenLen)
+	}
+	if cc, ok := v.cache.get(token); ok {
+		now := v.now()
+		// The parser's own rules: valid before exp+leeway, and from
+		// nbf-leeway on.
+		if now.Before(cc.claims.Expiry.Add(v.leeway)) && (cc.notBefore.IsZero() || !now.Before(cc.notBefore.Add(-v.leeway))) {
+			c := cc.claims // a copy: the caller's to keep
+			return &c, nil
+		}
+		v.cache.drop(token)
 	}
 	tc := &tokenClaims{}
 	parsed, err := v.parser.ParseWithClaims(token, tc, v.keyFunc)
@@ -308,6 +384,11 @@ func (v *Verifier) Verify(token string) (*Claims, error) {
 	if tc.Rooms.present {
 		c.Rooms = tc.Rooms.list
 	}
+	cc := cachedClaims{claims: *c}
+	if tc.NotBefore != nil {
+		cc.notBefore = tc.NotBefore.Time
+	}
+	v.cache.put(token, cc)
 	return c, nil
 }
 

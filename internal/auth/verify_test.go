@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -541,4 +542,102 @@ func TestVerifyUsesRealClockByDefault(t *testing.T) {
 	if _, err := v.Verify(sign(t, jwt.SigningMethodHS256, k.secret, jwt.MapClaims{"sub": "a", "exp": time.Now().Add(time.Minute).Unix()})); err != nil {
 		t.Fatalf("Verify fresh token: %v", err)
 	}
+}
+
+// TestVerifyAgain: a token presented again is accepted again with the same
+// claims, and is still refused once it expires, or before its nbf, by the
+// same rules as the first time; a token that differs by one byte is not
+// taken for it.
+func TestVerifyAgain(t *testing.T) {
+	t.Parallel()
+	k := testKeys()
+	var now time.Time
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	setNow := func(t time.Time) { mu.Lock(); now = t; mu.Unlock() }
+	setNow(testNow)
+	v, err := auth.NewVerifier(auth.Config{Secret: k.secret, Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	exp := testNow.Add(time.Hour)
+	nbf := testNow.Add(-time.Minute)
+	tok := sign(t, jwt.SigningMethodHS256, k.secret, jwt.MapClaims{"sub": "alice", "name": "Alice", "rooms": []string{"a*"}, "exp": exp.Unix(), "nbf": nbf.Unix()})
+	first, err := v.Verify(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		again, err := v.Verify(tok)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if again == first || again.Subject != "alice" || again.Name != "Alice" || !again.Expiry.Equal(first.Expiry) || !slices.Equal(again.Rooms, []string{"a*"}) {
+			t.Fatalf("again: %+v (first %+v), want equal claims in a struct of its own", again, first)
+		}
+	}
+	// The signature's first character changed (its last may carry
+	// unused bits).
+	dot := strings.LastIndexByte(tok, '.')
+	flip := byte('A')
+	if tok[dot+1] == 'A' {
+		flip = 'B'
+	}
+	tampered := tok[:dot+1] + string(flip) + tok[dot+2:]
+	if _, err := v.Verify(tampered); auth.Reason(err) != "bad_signature" && auth.Reason(err) != "malformed" {
+		t.Fatalf("a tampered copy: %v", err)
+	}
+	for _, tc := range []struct {
+		at   time.Time
+		want string
+	}{
+		{exp.Add(auth.DefaultLeeway - time.Second), ""},
+		{exp.Add(auth.DefaultLeeway), "expired"},
+		{exp.Add(time.Hour), "expired"},
+		{testNow, ""},
+		{nbf.Add(-auth.DefaultLeeway), ""},
+		{nbf.Add(-auth.DefaultLeeway - time.Second), "not_yet_valid"},
+		{testNow, ""},
+	} {
+		setNow(tc.at)
+		if _, err := v.Verify(tok); auth.Reason(err) != tc.want {
+			t.Errorf("at %v: %v, want %q", tc.at, err, tc.want)
+		}
+	}
+}
+
+// BenchmarkVerify: an HS256 token seen for the first time (signature and
+// JSON decoding), and one presented again (a reconnect).
+func BenchmarkVerify(b *testing.B) {
+	k := testKeys()
+	v, err := auth.NewVerifier(auth.Config{Secret: k.secret, Now: fixedClock})
+	if err != nil {
+		b.Fatal(err)
+	}
+	claims := func(i int) jwt.MapClaims {
+		return jwt.MapClaims{"sub": fmt.Sprintf("user-%d", i), "name": "A User", "exp": testNow.Add(time.Hour).Unix()}
+	}
+	b.Run("first", func(b *testing.B) {
+		toks := make([]string, 32768) // far more than the verifier remembers
+		for i := range toks {
+			toks[i] = sign(b, jwt.SigningMethodHS256, k.secret, claims(i))
+		}
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			if _, err := v.Verify(toks[i%len(toks)]); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+	})
+	b.Run("again", func(b *testing.B) {
+		tok := sign(b, jwt.SigningMethodHS256, k.secret, claims(-1))
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := v.Verify(tok); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

@@ -96,7 +96,12 @@ func serve(ctx context.Context, cfg *config, log zerolog.Logger) error {
 	case srv.DevTokens():
 		log.Warn().Msg("DEV TOKENS: CHATD_DEV_TOKENS is on; POST /api/dev/token hands out tokens signed with CHATD_JWT_SECRET to anyone, valid on every node that shares the secret. For test clusters only: turn it off before exposing this server.")
 	}
-	ln, err := net.Listen("tcp", cfg.addr)
+	// No TCP keepalive: a WebSocket is pinged by chatd itself (heartbeat,
+	// pong timeout) and an idle HTTP connection is closed by its idle
+	// timeout, so the kernel's probes would only repeat that, and turning
+	// them on costs four system calls per accepted connection.
+	lc := net.ListenConfig{KeepAlive: -1}
+	ln, err := lc.Listen(context.Background(), "tcp", cfg.addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w (is another process using it? set -addr or CHATD_ADDR)", cfg.addr, err)
 	}

@@ -58,7 +58,7 @@ type session struct {
 	// (and reset) when the queue shrinks or closing is set.
 	qroom      chan struct{}
 	queue      []*ws.PreparedMessage
-	small      [4]*ws.PreparedMessage
+	small      [2]*ws.PreparedMessage
 	qmax       int
 	qhead      int
 	qlen       int

@@ -4,6 +4,7 @@ package ws
 
 import (
 	"os"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -17,8 +18,8 @@ import (
 // own (the parker), with a one-shot registration each. The parker's epoll
 // descriptor is itself watched by the Go netpoller, so that nothing
 // blocks a thread: one goroutine (parker.loop) runs while any connection
-// is parked, and hands each readable connection to a new goroutine
-// (Conn.wake), which reads what arrived without waiting: control frames
+// is parked, and hands each readable connection to a waker goroutine
+// (Conn.wake, see wakers), which reads what arrived without waiting: control frames
 // are handled there (a ping answered, a pong seen by keepalive), and only
 // a data message, an error or the end of the connection resumes the
 // caller. A connection closed while parked (CloseNow, a failed write, a
@@ -26,19 +27,30 @@ import (
 // within a second (sweepInterval), one whose net.Conn was closed
 // underneath it.
 
-// Park arranges for resume to run, on a new goroutine, once the next data
+// Park arranges for resume to run, on another goroutine, once the next data
 // message has started arriving (WaitMessage then returns at once, and
 // ReadMessage reads it) or the connection has failed or was closed (both
 // return the error). It reports whether it parked the connection: false
-// when bytes from the peer are buffered already, or the connection cannot
-// be parked (TLS and other non-TCP connections): then the caller reads on
-// its own goroutine, as without Park. Once Park returned true, the caller
+// when there is something to read already (bytes buffered, a message
+// started, an error), or the connection cannot be parked (TLS and other
+// non-TCP connections): then the caller reads on its own goroutine, as
+// without Park. Once Park returned true, the caller
 // must not read until resume runs.
 func (c *Conn) Park(resume func()) bool {
-	if c.raw == nil || c.Buffered() {
+	if c.raw == nil || !c.quiet() {
 		return false
 	}
 	return c.park(resume)
+}
+
+// quiet reports whether the reader has nothing to do but wait: no bytes
+// buffered, no message under way (its first frame was read, by a wake or
+// WaitMessage), no error to report. Parking otherwise would be resumed at
+// once, over and over.
+func (c *Conn) quiet() bool {
+	c.readMu.Lock()
+	defer c.readMu.Unlock()
+	return c.r.end == c.r.start && !c.r.inMessage && c.readErr == nil
 }
 
 // park registers the connection with the parker. The caller is the
@@ -163,7 +175,7 @@ func (c *Conn) unpark() {
 	if empty {
 		p.kick() // let the loop see there is nothing left to watch
 	}
-	go c.wake(e.resume)
+	p.workers.run(e)
 }
 
 // parker is the epoll instance that watches parked connections.
@@ -180,6 +192,77 @@ type parker struct {
 	nextID  uint64
 	parked  map[uint64]parkEntry
 	running bool // loop runs
+
+	workers wakers
+}
+
+// wakers run the wakes (and the resumed readers) of parked connections.
+// A wake served by a new goroutine would start on a small stack and grow
+// it, copying it twice or so, while it serves a command, and that for
+// every message of every parked connection; a worker that stays a while
+// keeps its grown stack for the next wake. Workers are started when none
+// is idle (a resumed reader may block, on a broker call say, and never
+// holds up the others), and end after wakerIdle without work, so that an
+// idle server keeps none.
+type wakers struct {
+	mu   sync.Mutex
+	idle []*waker // last in, first out: the most recently used stack first
+}
+
+type waker struct {
+	next chan parkEntry
+}
+
+// wakerIdle is how long a waker waits for work before it ends.
+const wakerIdle = time.Second
+
+// run has e's wake run by an idle waker, or a new one.
+func (ws *wakers) run(e parkEntry) {
+	ws.mu.Lock()
+	if n := len(ws.idle); n > 0 {
+		w := ws.idle[n-1]
+		ws.idle[n-1] = nil
+		ws.idle = ws.idle[:n-1]
+		ws.mu.Unlock()
+		w.next <- e // buffered: never blocks
+		return
+	}
+	ws.mu.Unlock()
+	w := &waker{next: make(chan parkEntry, 1)}
+	go w.loop(ws, e)
+}
+
+func (w *waker) loop(ws *wakers, e parkEntry) {
+	var timer *time.Timer
+	for {
+		e.c.wake(e.resume)
+		e = parkEntry{}
+		ws.mu.Lock()
+		ws.idle = append(ws.idle, w)
+		ws.mu.Unlock()
+		if timer == nil {
+			timer = time.NewTimer(wakerIdle)
+		} else {
+			timer.Reset(wakerIdle)
+		}
+		select {
+		case e = <-w.next:
+			timer.Stop()
+			continue
+		case <-timer.C:
+		}
+		ws.mu.Lock()
+		i := slices.Index(ws.idle, w)
+		if i >= 0 {
+			ws.idle = slices.Delete(ws.idle, i, i+1)
+		}
+		ws.mu.Unlock()
+		if i >= 0 {
+			return // nobody took this waker: it ends
+		}
+		// Taken just as its time ran out: the work is on its way.
+		e = <-w.next
+	}
 }
 
 type parkEntry struct {
@@ -297,7 +380,7 @@ func (p *parker) loop() {
 		}
 		p.mu.Unlock()
 		for i, e := range ready {
-			go e.c.wake(e.resume)
+			p.workers.run(e)
 			ready[i] = parkEntry{}
 		}
 		ready = ready[:0]

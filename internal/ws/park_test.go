@@ -161,6 +161,20 @@ func TestParkIdleHasNoGoroutine(t *testing.T) {
 	if ev, err := rc.next(5 * time.Second); err != nil || string(ev.data) != "hello" {
 		t.Fatalf("got %v, %v; want hello", ev, err)
 	}
+	// A frame whose payload comes after its header: the message has
+	// started, so the reader reads on rather than parking again (which
+	// would resume it at once, over and over).
+	before := len(e.resumes)
+	frame := fText("payload later").encode()
+	rc.write(frame[:6]) // header and masking key
+	time.Sleep(100 * time.Millisecond)
+	rc.write(frame[6:])
+	if ev, err := rc.next(5 * time.Second); err != nil || string(ev.data) != "payload later" {
+		t.Fatalf("got %v, %v; want the split frame", ev, err)
+	}
+	if n := len(e.resumes) - before; n != 1 {
+		t.Errorf("resumed %d times for one message, want 1", n)
+	}
 	rc.send(fClose(1000, "bye"))
 	if code := CloseStatus(endedWith(t, e)); code != StatusNormalClosure {
 		t.Fatalf("ended with %v, want 1000", code)

@@ -287,13 +287,18 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	s.metrics.connections.Inc()
 	s.metrics.connectsTotal.Inc()
 	sess.logAt(zerolog.DebugLevel).Str("ip", ip.String()).Str("token_source", source).Bool("deflate", conn.Compressed()).Msg("connected")
-	// The session goes on on goroutines of its own and this handler
-	// returns: net/http then lets go of the request, its context and its
-	// read and write buffers, about 10 KB that every idle connection
-	// would otherwise keep. Serve waits for sessions like for handlers,
-	// until sessionEnded.
+	// The session greets the client, parks its connection until a
+	// command arrives (see session.readLoop), and this handler returns:
+	// net/http then lets go of the request, its context and its read and
+	// write buffers, about 10 KB that every idle connection would
+	// otherwise keep. Where the connection cannot be parked, the session
+	// reads on a goroutine of its own. Serve waits for sessions like for
+	// handlers, until sessionEnded.
 	s.handlers.Add(1)
-	go sess.serve()
+	sess.start()
+	if !sess.conn.Park(sess.resume) {
+		go sess.readLoop()
+	}
 }
 
 // sessionEnded is called by a session once it has cleaned up: its place

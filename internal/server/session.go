@@ -27,14 +27,13 @@ const (
 // brokerTimeout bounds one broker call made for a command.
 const brokerTimeout = 5 * time.Second
 
-// session is one client connection speaking the chat protocol. A
-// goroutine of its own (started by handleWS, which then returns) reads
-// and handles commands in order, and exists only while something arrived:
-// between commands the connection is parked (readLoop). Frames for the
-// client are queued, and written by whoever queued them as long as the
-// socket takes them at once (Flush); a writer goroutine exists only while
-// the client is behind. So an idle connection costs no goroutine and no
-// buffer.
+// session is one client connection speaking the chat protocol. Its
+// commands are read and handled in order by readLoop, on a goroutine that
+// exists only while something arrived: between commands the connection is
+// parked. Frames for the client are queued, and written by whoever queued
+// them as long as the socket takes them at once (Flush); a writer
+// goroutine exists only while the client is behind. So an idle connection
+// costs no goroutine and no buffer.
 type session struct {
 	srv  *Server
 	conn *ws.Conn
@@ -366,13 +365,6 @@ func (s *session) writeFailed() {
 	s.writerDone.Done()
 }
 
-// serve is the session's first goroutine: it greets the client, then
-// serves it (readLoop).
-func (s *session) serve() {
-	s.start()
-	s.readLoop()
-}
-
 // start greets the client.
 func (s *session) start() {
 	s.reply(protocol.AppendWelcome(nil, s.member.User, s.member.Name, s.srv.cfg.NodeID, s.id, int64(s.srv.cfg.Heartbeat/time.Second)))
@@ -383,10 +375,11 @@ func (s *session) start() {
 // connection ends; then it cleans up and ends the session.
 //
 // Between commands the connection is parked (ws.Conn.Park) and the
-// goroutine ends: an idle connection has no goroutine, and no stack,
-// until its next message starts arriving, when readLoop runs again on a
-// new goroutine (s.resume). Pings and pongs are handled while parked.
-// Where a connection cannot be parked (TLS), the loop reads on.
+// goroutine goes back to what it was doing: an idle connection has no
+// goroutine, and no stack, until its next message starts arriving, when
+// readLoop runs again on a goroutine of the ws package (s.resume). Pings
+// and pongs are handled while parked. Where a connection cannot be parked
+// (TLS), the loop reads on.
 func (s *session) readLoop() {
 	for {
 		s.awaitQueueRoom()

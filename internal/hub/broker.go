@@ -51,9 +51,11 @@ type Broker interface {
 
 	// Publish stores m (Room, From, Name, Text, CID) in the room's history,
 	// assigns its ID and TS, and delivers it to every subscribed node. A
-	// message whose (From, Room, CID) was published before and is still
-	// retained is not published again: the original comes back with
-	// duplicate true.
+	// message whose (From, Room, CID) was published within the retention
+	// time (RetentionConfig.TTL) is not published again, nor delivered,
+	// also when the original was trimmed from the history by count since:
+	// the original comes back with duplicate true (its ID and TS always;
+	// its other fields while it is retained, m's once it is not).
 	Publish(ctx context.Context, m protocol.Message) (stored protocol.Message, duplicate bool, err error)
 
 	// History returns up to limit retained messages older than before

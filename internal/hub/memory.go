@@ -40,10 +40,16 @@ func (c RetentionConfig) WithDefaults() RetentionConfig {
 // expired entirely and that nobody is in or subscribed to is forgotten, so
 // that memory does not grow with every room name ever used; the floor of
 // its next incarnation is at least its last id.
+//
+// A client message id (cid) is remembered for the retention time, whether
+// or not its message is still retained: count trimming does not shorten
+// it. A room remembers at most MaxCIDs of them (or its history size, when
+// that is larger); beyond it, the oldest are forgotten first.
 type MemoryBroker struct {
 	cfg        RetentionConfig
 	now        func() time.Time
 	sweepEvery time.Duration
+	maxCIDs    int // per room
 
 	mu sync.Mutex // guards the fields below; taken before a room's mu, never after
 	// rooms are the rooms the broker knows.
@@ -60,14 +66,37 @@ var _ Broker = (*MemoryBroker)(nil)
 
 type memRoom struct {
 	mu         sync.Mutex
-	msgs       []storedMessage // oldest first
-	last       protocol.ID     // last id assigned
-	trimmedTo  protocol.ID     // highest id dropped from retention
-	floor      protocol.ID     // history before it is unknown (see MemoryBroker)
-	gone       bool            // forgotten: a new room of the name replaces it
-	cids       map[string]string
+	msgs       []storedMessage     // oldest first
+	last       protocol.ID         // last id assigned
+	trimmedTo  protocol.ID         // highest id dropped from retention
+	floor      protocol.ID         // history before it is unknown (see MemoryBroker)
+	gone       bool                // forgotten: a new room of the name replaces it
+	cids       map[string]cidEntry // (from, cid) → the original, for the retention time
+	cidOrder   []cidRef            // the cids in publish order (so in ts order) from cidHead on
+	cidHead    int
 	presence   map[string]protocol.Member
 	subscribed bool
+}
+
+// MaxCIDs is how many client message ids a room of a MemoryBroker
+// remembers at most (its history size, when that is larger): a retry is
+// recognised for the retention time unless the room saw more messages with
+// a cid than that meanwhile. At a few hundred bytes each, a room at the
+// limit holds some tens of megabytes of them.
+const MaxCIDs = 100_000
+
+// cidEntry is what a retry of a cid is answered with: the original's id
+// and ts.
+type cidEntry struct {
+	id protocol.ID
+	ts int64
+}
+
+// cidRef is a cid in the order of publication; the map's entry is
+// forgotten with it unless the key was used again since (same id).
+type cidRef struct {
+	key string
+	cidEntry
 }
 
 type storedMessage struct {
@@ -90,6 +119,7 @@ func newMemoryBroker(cfg RetentionConfig, now func() time.Time) *MemoryBroker {
 		// its retention, seldom enough that the walk over every room
 		// costs nothing.
 		sweepEvery: min(cfg.TTL, time.Minute),
+		maxCIDs:    max(MaxCIDs, cfg.Size),
 		rooms:      map[string]*memRoom{},
 		floor:      protocol.ID{MS: uint64(max(start.UnixMilli(), 0))},
 		nextSweep:  start.Add(min(cfg.TTL, time.Minute)),
@@ -113,7 +143,7 @@ func (b *MemoryBroker) room(name string, create bool) *memRoom {
 	r := b.rooms[name]
 	if r == nil && create {
 		r = &memRoom{
-			cids:     map[string]string{},
+			cids:     map[string]cidEntry{},
 			presence: map[string]protocol.Member{},
 			floor:    b.floor,
 			// Ids only grow, also from one incarnation of a room to the
@@ -160,10 +190,11 @@ func (b *MemoryBroker) sweepLocked(now time.Time) {
 	}
 }
 
-// unused reports whether the room holds nothing: no retained message,
-// nobody present, no subscription. r.mu is held.
+// unused reports whether the room holds nothing: no retained message, no
+// cid within the retention time, nobody present, no subscription. r.mu is
+// held.
 func (r *memRoom) unused() bool {
-	return len(r.msgs) == 0 && len(r.presence) == 0 && !r.subscribed
+	return len(r.msgs) == 0 && len(r.cids) == 0 && len(r.presence) == 0 && !r.subscribed
 }
 
 // forgetLocked drops the room, raising the floor of rooms made from now
@@ -216,10 +247,14 @@ func (b *MemoryBroker) Publish(ctx context.Context, m protocol.Message) (protoco
 	now := b.now()
 	b.trim(r, now)
 	if m.CID != "" {
-		if id, ok := r.cids[cidKey(m.From, m.CID)]; ok {
-			if orig, found := r.find(id); found {
+		if e, ok := r.cids[cidKey(m.From, m.CID)]; ok {
+			if orig, found := r.find(e.id); found {
 				return orig, true, nil
 			}
+			// Trimmed by count, but within the retention time: the
+			// original's id and ts, the rest as given.
+			m.ID, m.TS = e.id.String(), e.ts
+			return m, true, nil
 		}
 	}
 	ms := uint64(now.UnixMilli())
@@ -232,7 +267,10 @@ func (b *MemoryBroker) Publish(ctx context.Context, m protocol.Message) (protoco
 	m.TS = int64(id.MS)
 	r.msgs = append(r.msgs, storedMessage{id: id, m: m})
 	if m.CID != "" {
-		r.cids[cidKey(m.From, m.CID)] = m.ID
+		e := cidEntry{id: id, ts: m.TS}
+		k := cidKey(m.From, m.CID)
+		r.cids[k] = e
+		r.cidOrder = append(r.cidOrder, cidRef{key: k, cidEntry: e})
 	}
 	b.trim(r, now)
 	if r.subscribed {
@@ -243,11 +281,7 @@ func (b *MemoryBroker) Publish(ctx context.Context, m protocol.Message) (protoco
 	return m, false, nil
 }
 
-func (r *memRoom) find(id string) (protocol.Message, bool) {
-	pid, ok := protocol.ParseID(id)
-	if !ok {
-		return protocol.Message{}, false
-	}
+func (r *memRoom) find(pid protocol.ID) (protocol.Message, bool) {
 	i, found := slices.BinarySearchFunc(r.msgs, pid, func(s storedMessage, t protocol.ID) int { return s.id.Compare(t) })
 	if !found {
 		return protocol.Message{}, false
@@ -255,27 +289,51 @@ func (r *memRoom) find(id string) (protocol.Message, bool) {
 	return r.msgs[i].m, true
 }
 
-// trim drops messages beyond the count and older than the TTL, with their
-// de-duplication entries (a cid is remembered as long as its message is).
+// trim drops messages beyond the count and older than the TTL, and the
+// de-duplication entries older than the TTL or beyond the room's cid
+// limit (a cid outlives its message when the message is trimmed by count).
 func (b *MemoryBroker) trim(r *memRoom, now time.Time) {
+	cutoff := now.Add(-b.cfg.TTL).UnixMilli()
+	b.trimCIDs(r, cutoff)
 	drop := 0
 	if n := len(r.msgs) - b.cfg.Size; n > 0 {
 		drop = n
 	}
-	cutoff := now.Add(-b.cfg.TTL).UnixMilli()
 	for drop < len(r.msgs) && r.msgs[drop].m.TS < cutoff {
 		drop++
 	}
 	if drop == 0 {
 		return
 	}
-	for _, s := range r.msgs[:drop] {
-		if s.m.CID != "" {
-			delete(r.cids, cidKey(s.m.From, s.m.CID))
-		}
-	}
 	r.trimmedTo = r.msgs[drop-1].id
 	r.msgs = slices.Delete(r.msgs, 0, drop)
+}
+
+// trimCIDs forgets the cids older than cutoff, and the oldest beyond the
+// room's limit. r.mu is held.
+func (b *MemoryBroker) trimCIDs(r *memRoom, cutoff int64) {
+	for r.cidHead < len(r.cidOrder) {
+		c := r.cidOrder[r.cidHead]
+		if c.ts >= cutoff && len(r.cidOrder)-r.cidHead <= b.maxCIDs {
+			break
+		}
+		if e, ok := r.cids[c.key]; ok && e.id == c.id {
+			delete(r.cids, c.key)
+		}
+		r.cidOrder[r.cidHead] = cidRef{}
+		r.cidHead++
+	}
+	// Compact once the forgotten part is the larger one: amortised, each
+	// cid is moved at most once more.
+	if r.cidHead > 0 && r.cidHead >= len(r.cidOrder)-r.cidHead {
+		n := copy(r.cidOrder, r.cidOrder[r.cidHead:])
+		clear(r.cidOrder[n:])
+		r.cidOrder = r.cidOrder[:n]
+		r.cidHead = 0
+		if n == 0 {
+			r.cidOrder = nil
+		}
+	}
 }
 
 // History implements Broker.

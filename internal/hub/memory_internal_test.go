@@ -196,3 +196,66 @@ func TestMemoryBrokerSweepRace(t *testing.T) {
 		}
 	}
 }
+
+// TestMemoryBrokerCIDIndex: a cid outlives its message's count trimming
+// for the retention time and is forgotten after it; the index stays
+// bounded, by age and by the room's cid limit, oldest first.
+func TestMemoryBrokerCIDIndex(t *testing.T) {
+	clock := newFakeClock()
+	b := newMemoryBroker(RetentionConfig{Size: 3, TTL: time.Minute}, clock.now)
+	b.maxCIDs = 50
+	ctx := context.Background()
+	send := func(text, cid string) (protocol.Message, bool) {
+		t.Helper()
+		m, dup, err := b.Publish(ctx, protocol.Message{Room: "r", From: "ann", Text: text, CID: cid})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m, dup
+	}
+	size := func() (int, int) {
+		r := b.room("r", false)
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return len(r.cids), len(r.cidOrder) - r.cidHead
+	}
+	orig, _ := send("orig", "k")
+	for i := range 10 {
+		clock.advance(time.Second)
+		send("filler", "f"+strconv.Itoa(i))
+	}
+	clock.advance(40 * time.Second) // 50 s after orig
+	if m, dup := send("retry", "k"); !dup || m.ID != orig.ID || m.TS != orig.TS {
+		t.Fatalf("retry 50 s after, trimmed by count: %+v dup=%v; want the original %s", m, dup, orig.ID)
+	}
+	clock.advance(11 * time.Second) // 61 s after orig, 51 s after the last filler
+	if m, dup := send("late", "k"); dup || m.ID == orig.ID {
+		t.Fatalf("retry past the retention time: %+v dup=%v; want a new message", m, dup)
+	}
+	if n, q := size(); n != 11 || q != 11 {
+		t.Fatalf("%d cids indexed, %d queued; want the 10 fillers and the new k", n, q)
+	}
+	// Past the limit of 50, the oldest are forgotten first.
+	var first protocol.Message
+	for i := range 200 {
+		m, _ := send("burst", "b"+strconv.Itoa(i))
+		if i == 150 {
+			first = m
+		}
+	}
+	if n, q := size(); n != 50 || q != 50 {
+		t.Fatalf("%d cids indexed, %d queued after 211 with a limit of 50", n, q)
+	}
+	if m, dup := send("retry", "b150"); !dup || m.ID != first.ID {
+		t.Fatalf("retry of the 50th newest cid: %+v dup=%v; want %s", m, dup, first.ID)
+	}
+	if _, dup := send("retry", "b149"); dup {
+		t.Fatal("a cid beyond the limit was still remembered")
+	}
+	// Once everything expired, nothing is left.
+	clock.advance(2 * time.Minute)
+	publish(t, b, "r", "no cid")
+	if n, q := size(); n != 0 || q != 0 {
+		t.Fatalf("%d cids indexed, %d queued after all expired", n, q)
+	}
+}

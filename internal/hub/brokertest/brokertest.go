@@ -35,6 +35,7 @@ func Run(t *testing.T, newBroker NewBroker) {
 		{"DeliveryFollowsSubscription", testDelivery},
 		{"ConcurrentPublishersOneOrder", testConcurrentOrder},
 		{"IdempotentCID", testIdempotent},
+		{"CIDOutlivesCountTrim", testCIDAfterCountTrim},
 		{"HistoryPaging", testHistoryPaging},
 		{"HistoryBadInput", testHistoryBadInput},
 		{"SinceRecovers", testSince},
@@ -474,17 +475,60 @@ func testSinceAfterCountTrim(t *testing.T, nb NewBroker) {
 			t.Errorf("%s: got %q recovered=%v, want %q recovered=%v", tt.name, texts(got), rec, tt.want, tt.recovered)
 		}
 	}
-	// A cid whose message was trimmed is forgotten with it.
-	c1 := Publish(t, b, "trim-cid", "ann", "first", "k")
-	for i := range 5 {
-		Publish(t, b, "trim-cid", "ann", "filler"+strconv.Itoa(i), "")
+}
+
+// testCIDAfterCountTrim: a cid is remembered for the retention time, not
+// only while its message is retained (PROTOCOL.md §3: a retry "within the
+// retention time is not posted again"). A retry after the original was
+// trimmed from the history by count is answered with the original's id and
+// ts, and delivered to nobody.
+func testCIDAfterCountTrim(t *testing.T, nb NewBroker) {
+	b := nb(t, hub.RetentionConfig{Size: 5, TTL: time.Hour})
+	rec := NewRecorder()
+	b.SetHandler(rec)
+	c := ctx(t)
+	const room = "trim-cid"
+	if err := b.Subscribe(c, room); err != nil {
+		t.Fatal(err)
 	}
-	again, dup, err := b.Publish(c, protocol.Message{Room: "trim-cid", From: "ann", Text: "second", CID: "k"})
+	orig := Publish(t, b, room, "ann", "first", "k")
+	for i := range 10 {
+		Publish(t, b, room, "ann", "filler"+strconv.Itoa(i), "f"+strconv.Itoa(i))
+	}
+	for range 11 {
+		rec.Next(t)
+	}
+	hist, _, err := b.History(c, room, "", 50)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if dup || again.ID == c1.ID {
-		t.Fatalf("cid of a trimmed message: dup=%v id=%s; want a new message", dup, again.ID)
+	if !equal(texts(hist), seq("filler", 5, 9)) {
+		t.Fatalf("history after trimming to 5: %q", texts(hist))
+	}
+	for _, retry := range []string{"first", "first, edited before the retry"} {
+		got, dup, err := b.Publish(c, protocol.Message{Room: room, From: "ann", Name: "Name ann", Text: retry, CID: "k"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !dup || got.ID != orig.ID || got.TS != orig.TS || got.Room != room {
+			t.Fatalf("retry of cid k after its message was trimmed by count: got %+v dup=%v; want the original id %s and ts %d, dup=true", got, dup, orig.ID, orig.TS)
+		}
+	}
+	// Also a cid whose message is still retained, in the same room.
+	got, dup, err := b.Publish(c, protocol.Message{Room: room, From: "ann", Name: "Name ann", Text: "filler9", CID: "f9"})
+	if err != nil || !dup || got != hist[4] {
+		t.Fatalf("retry of a retained message's cid: got %+v dup=%v err=%v; want %+v", got, dup, err, hist[4])
+	}
+	barrier := Publish(t, b, room, "bob", "barrier", "k")
+	if got := rec.Next(t); got.ID != barrier.ID {
+		t.Fatalf("after the retries, delivered %+v; want bob's %s (a retry must not be delivered)", got, barrier.ID)
+	}
+	hist, _, err = b.History(c, room, "", 50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := append(seq("filler", 6, 9), "barrier"); !equal(texts(hist), want) {
+		t.Fatalf("history after the retries: %q, want %q", texts(hist), want)
 	}
 }
 

@@ -16,19 +16,25 @@
 // subscriptions live on one pub/sub connection per Redis shard, whose
 // owner goroutine batches SUBSCRIBE and UNSUBSCRIBE, delivers messages in
 // order, and after a reconnect catches every room up from the stream since
-// the last id it delivered: members see no gap and no duplicate. A probe
-// published on the node's own channel every ProbeInterval detects a
-// connection that is up but no longer delivering.
+// the last id it delivered: members see no gap and no duplicate. Before
+// that, and before the node publishes, or reads or changes presence,
+// again, it registers its members' presence again, since the Redis it
+// reconnected to may have lost it. A probe published on the node's own
+// channel every ProbeInterval detects a connection that is up but no
+// longer delivering.
 package redisbroker
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -108,6 +114,11 @@ type Broker struct {
 	membersMu sync.Mutex
 	members   map[string]map[string]string // room → user → name, claimed by this node
 
+	// unregistered counts the shards whose members are to be registered
+	// again in Redis (see shard.reregister): zero almost always, so the
+	// commands that read or change presence check it for nothing.
+	unregistered atomic.Int32
+
 	stats stats
 }
 
@@ -184,7 +195,8 @@ func unavailable(op string, err error) error {
 }
 
 // classify turns a Redis error into the broker's: connection problems,
-// timeouts and a cluster or server that cannot serve yet are
+// timeouts and a cluster or server that cannot serve yet (or lost its
+// scripts in a restart, for a script called by SHA in a pipeline) are
 // unavailable; anything else (a script error) is a bug worth its own
 // error.
 func classify(op string, err error) error {
@@ -197,7 +209,7 @@ func classify(op string, err error) error {
 	var rerr redis.Error
 	if errors.As(err, &rerr) {
 		msg := rerr.Error()
-		for _, p := range []string{"LOADING", "CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN", "READONLY", "BUSY", "MOVED", "ASK"} {
+		for _, p := range []string{"LOADING", "CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN", "READONLY", "BUSY", "MOVED", "ASK", "NOSCRIPT"} {
 			if strings.HasPrefix(msg, p) {
 				return unavailable(op, err)
 			}
@@ -220,6 +232,9 @@ func (b *Broker) Publish(ctx context.Context, m protocol.Message) (protocol.Mess
 	if err := ctx.Err(); err != nil {
 		return m, false, err
 	}
+	if err := b.settle(ctx, m.Room); err != nil {
+		return m, false, err
+	}
 	k := b.keys(m.Room)
 	cidKey := k.cidBase // unused without a cid, but in the room's slot
 	if m.CID != "" {
@@ -235,7 +250,7 @@ func (b *Broker) Publish(ctx context.Context, m protocol.Message) (protocol.Mess
 	}
 	b.stats.publishNanos.Add(uint64(time.Since(start)))
 	b.stats.publishes.Add(1)
-	if len(res) != 6 {
+	if len(res) != 7 {
 		return m, false, fmt.Errorf("publish %s: unexpected reply %v", m.Room, res)
 	}
 	dup, _ := res[0].(int64)
@@ -250,6 +265,11 @@ func (b *Broker) Publish(ctx context.Context, m protocol.Message) (protocol.Mess
 		return m, false, fmt.Errorf("publish %s: bad stream id %q", m.Room, out.ID)
 	}
 	out.TS = int64(id.MS)
+	if s, _ := res[6].(string); s != "" {
+		if ts, err := strconv.ParseInt(s, 10, 64); err == nil && ts > 0 {
+			out.TS = ts
+		}
+	}
 	return out, dup == 1, nil
 }
 
@@ -368,6 +388,9 @@ func (b *Broker) Since(ctx context.Context, room, since string) ([]protocol.Mess
 
 // AddMember implements hub.Broker: the node claims the user's presence.
 func (b *Broker) AddMember(ctx context.Context, room string, m protocol.Member) (bool, error) {
+	if err := b.settle(ctx, room); err != nil {
+		return false, err
+	}
 	k := b.keys(room)
 	first, err := addMemberScript.Run(ctx, b.client, []string{k.presence, k.entries},
 		m.User, m.Name, b.cfg.NodeID, b.cfg.PresenceTTL.Milliseconds()).Int()
@@ -388,6 +411,9 @@ func (b *Broker) AddMember(ctx context.Context, room string, m protocol.Member) 
 // RemoveMember implements hub.Broker. The local claim is forgotten even
 // when Redis cannot be told: the claim then expires after PresenceTTL.
 func (b *Broker) RemoveMember(ctx context.Context, room, user string) (bool, error) {
+	// Registered again first, so that the users who still show the user
+	// present learn that they left.
+	serr := b.settle(ctx, room)
 	b.membersMu.Lock()
 	if users := b.members[room]; users != nil {
 		delete(users, user)
@@ -396,6 +422,9 @@ func (b *Broker) RemoveMember(ctx context.Context, room, user string) (bool, err
 		}
 	}
 	b.membersMu.Unlock()
+	if serr != nil {
+		return false, serr
+	}
 	k := b.keys(room)
 	last, err := removeMemberScript.Run(ctx, b.client, []string{k.presence, k.entries},
 		user, b.cfg.NodeID, b.cfg.PresenceTTL.Milliseconds()).Int()
@@ -425,6 +454,9 @@ func (b *Broker) LapseMember(ctx context.Context, room, user string) error {
 
 // Members implements hub.Broker: the users with a live claim on any node.
 func (b *Broker) Members(ctx context.Context, room string) ([]protocol.Member, error) {
+	if err := b.settle(ctx, room); err != nil {
+		return nil, err
+	}
 	k := b.keys(room)
 	res, err := membersScript.Run(ctx, b.client, []string{k.presence, k.entries}).StringSlice()
 	if err != nil {
@@ -525,6 +557,15 @@ func (b *Broker) heartbeatLoop() {
 
 // heartbeat renews every claim of this node in one pipeline.
 func (b *Broker) heartbeat(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.PresenceTTL/3)
+	defer cancel()
+	return b.renew(ctx, b.claims(nil))
+}
+
+// claims returns the refresh script's arguments for every room in which
+// this node has members (only those whose channel is on sh, unless sh is
+// nil).
+func (b *Broker) claims(sh *shard) map[string][]any {
 	b.membersMu.Lock()
 	rooms := make(map[string][]any, len(b.members))
 	for room, users := range b.members {
@@ -535,34 +576,104 @@ func (b *Broker) heartbeat(ctx context.Context) error {
 		rooms[room] = args
 	}
 	b.membersMu.Unlock()
+	if sh != nil && b.cluster != nil {
+		b.shardsMu.Lock()
+		for room := range rooms {
+			if b.roomSh[room] != sh {
+				delete(rooms, room)
+			}
+		}
+		b.shardsMu.Unlock()
+	}
+	return rooms
+}
+
+// renew claims the given users of this node in their rooms (the refresh
+// script's arguments by room) in one pipeline, and announces what it
+// finds: the leave of users whose every claim has expired (their nodes
+// died), and the join of users of this node whom Redis did not hold, from
+// a Redis that lost its data (restarted without persistence, flushed) or
+// claims that expired while Redis could not be reached. A join is
+// announced only for a user still claimed once the claims are renewed
+// (not one who left meanwhile). It fails when Redis could not be reached
+// for a room; any other error of a room (a script error: nothing a retry
+// would fix) is logged, so that it cannot hold up the others.
+func (b *Broker) renew(ctx context.Context, rooms map[string][]any) error {
 	if len(rooms) == 0 {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, b.cfg.PresenceTTL/3)
-	defer cancel()
-	if err := refreshScript.Load(ctx, b.loader()).Err(); err != nil {
-		return classify("heartbeat", err)
-	}
+	// Called by SHA in the pipeline, which does not fall back to EVAL: a
+	// Redis that restarted has no script. When it cannot be loaded (a
+	// master of a cluster is down), the script's text goes with each call.
+	bySHA := refreshScript.Load(ctx, b.loader()).Err() == nil
 	pipe := b.client.Pipeline()
 	cmds := make(map[string]*redis.Cmd, len(rooms))
 	for room, args := range rooms {
 		k := b.keys(room)
-		cmds[room] = refreshScript.EvalSha(ctx, pipe, []string{k.presence, k.entries}, args...)
+		if bySHA {
+			cmds[room] = refreshScript.EvalSha(ctx, pipe, []string{k.presence, k.entries}, args...)
+		} else {
+			cmds[room] = refreshScript.Eval(ctx, pipe, []string{k.presence, k.entries}, args...)
+		}
 	}
-	_, err := pipe.Exec(ctx)
+	_, _ = pipe.Exec(ctx) // each command's error is looked at below
+	var err error
 	for room, cmd := range cmds {
-		left, cerr := cmd.StringSlice()
+		res, cerr := cmd.Slice()
 		if cerr != nil {
+			cerr = classify("presence "+room, cerr)
+			if errors.Is(cerr, hub.ErrUnavailable) || errors.Is(cerr, context.Canceled) {
+				err = cmp.Or(err, cerr)
+			} else {
+				b.log.Error().Err(cerr).Str("room", room).Msg("presence renewal failed")
+			}
 			continue
 		}
+		if len(res) != 2 {
+			b.log.Error().Str("room", room).Msgf("presence renewal: unexpected reply %v", res)
+			continue
+		}
+		left, _ := res[0].([]any)
+		back, _ := res[1].([]any)
 		for i := 0; i+1 < len(left); i += 2 {
-			_ = b.PublishEvent(ctx, hub.Event{Kind: hub.EventPresence, Room: room, User: left[i], Name: left[i+1], State: protocol.PresenceLeave})
+			user, _ := left[i].(string)
+			name, _ := left[i+1].(string)
+			_ = b.PublishEvent(ctx, hub.Event{Kind: hub.EventPresence, Room: room, User: user, Name: name, State: protocol.PresenceLeave})
+		}
+		for i := 0; i+1 < len(back); i += 2 {
+			user, _ := back[i].(string)
+			b.membersMu.Lock()
+			name, still := b.members[room][user]
+			b.membersMu.Unlock()
+			if still {
+				_ = b.PublishEvent(ctx, hub.Event{Kind: hub.EventPresence, Room: room, User: user, Name: name, State: protocol.PresenceJoin})
+			}
 		}
 	}
-	if err != nil {
-		return classify("heartbeat", err)
+	return err
+}
+
+// settle makes sure that, when the connection to room's shard was lost
+// since this node's members were last registered, they are registered
+// again (shard.reregister) before room's presence is read or changed, or
+// a message is published to it: a Redis that came back without its data
+// then holds this node's members before anyone who reads the members
+// after seeing this node's message or join. It costs an atomic load when
+// nothing was lost.
+func (b *Broker) settle(ctx context.Context, room string) error {
+	if b.unregistered.Load() == 0 {
+		return nil
 	}
-	return nil
+	b.shardsMu.Lock()
+	sh := b.roomSh[room]
+	if b.cluster == nil {
+		sh = b.shards[""]
+	}
+	b.shardsMu.Unlock()
+	if sh == nil {
+		return nil
+	}
+	return sh.reregister(ctx)
 }
 
 // loader is where SCRIPT LOAD goes: every master of a cluster.

@@ -10,7 +10,7 @@ import "strconv"
 type keys struct {
 	stream   string // the history, a stream of messages
 	meta     string // hash: d = highest id dropped from the stream, l = last id added, f = first id (the floor)
-	cidBase  string // + user/cid: the id published with a client message id
+	cidBase  string // + user/cid: "<id> <ts>" of the message published with a client message id, for the retention time
 	presence string // sorted set: user → latest expiry of their entries
 	entries  string // hash: user → {"n": name, "e": {node: expiry ms}}
 	channel  string // pub/sub channel of messages and events

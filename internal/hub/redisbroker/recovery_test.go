@@ -1,9 +1,13 @@
 package redisbroker
 
 import (
+	"errors"
+	"maps"
+	"slices"
 	"testing"
 	"time"
 
+	"github.com/chatd/chatd/internal/hub"
 	"github.com/chatd/chatd/internal/hub/brokertest"
 	"github.com/chatd/chatd/internal/hub/redisbroker/redistest"
 	"github.com/chatd/chatd/internal/protocol"
@@ -47,5 +51,120 @@ func TestRecoveryAfterRedisLostData(t *testing.T) {
 	}
 	if msgs, rec, err := b.Since(ctx, "lost", m3.ID); err != nil || !rec || len(msgs) != 0 {
 		t.Errorf("since m3: %v recovered=%v %v; want nothing, recovered", msgs, rec, err)
+	}
+}
+
+// TestPresenceAfterRedisLostData: Redis restarts without persistence while
+// users are in a room on two nodes. Each node registers its members again
+// as soon as it is back, before it reports ready, publishes or serves a
+// join (not at its next heartbeat, which is far off here): a newcomer's
+// members are everyone still connected.
+func TestPresenceAfterRedisLostData(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t) // no persistence: a restart loses everything
+	bs, _ := nodes(t, srv.URL(), false, 2, func(c *Config) { c.PresenceTTL = time.Minute })
+	ctx := bg(t)
+	for _, b := range bs {
+		waitReady(t, b)
+		if err := b.Subscribe(ctx, "room"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ann, bob, cat := protocol.Member{User: "ann", Name: "Ann"}, protocol.Member{User: "bob", Name: "Bob"}, protocol.Member{User: "cat", Name: "Cat"}
+	if _, err := bs[0].AddMember(ctx, "room", ann); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bs[1].AddMember(ctx, "room", bob); err != nil {
+		t.Fatal(err)
+	}
+
+	srv.Stop()
+	waitFor(t, 15*time.Second, "node 1 not ready with Redis down", func() error {
+		if bs[1].Ready(ctx) == nil {
+			return errors.New("still ready")
+		}
+		return nil
+	})
+	if err := srv.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	// Ready again means registered again.
+	waitReady(t, bs[1])
+	if score, err := srv.Do("ZSCORE", bs[1].keys("room").presence, "bob"); err != nil || score == "" {
+		t.Fatalf("node 1 is ready, but bob is not registered again: %q, %v", score, err)
+	}
+	// A message published by node 0 means node 0's members are back too,
+	// whether or not its pub/sub connection is.
+	waitFor(t, 15*time.Second, "a publish on node 0", func() error {
+		_, _, err := bs[0].Publish(ctx, protocol.Message{Room: "room", From: "ann", Text: "back"})
+		return err
+	})
+	first, err := bs[1].AddMember(ctx, "room", cat)
+	if err != nil || !first {
+		t.Fatalf("cat's join: first=%v, %v", first, err)
+	}
+	ms, err := bs[1].Members(ctx, "room")
+	if want := []protocol.Member{ann, bob, cat}; err != nil || !slices.Equal(ms, want) {
+		t.Fatalf("members after Redis came back empty: %v, %v; want %v", ms, err, want)
+	}
+	// Only the users Redis did not hold are announced; ann and bob now are.
+	if first, err := bs[0].AddMember(ctx, "room", bob); err != nil || first {
+		t.Fatalf("bob on node 0 too: first=%v, %v; want not first", first, err)
+	}
+}
+
+// TestPresenceFoundMissing: a node that finds at a heartbeat that Redis
+// no longer holds its members (their keys were deleted, with no
+// connection lost to tell it) registers them again and announces their
+// join, so that whoever joined meanwhile learns of them.
+func TestPresenceFoundMissing(t *testing.T) {
+	t.Parallel()
+	srv := standalone(t)
+	bs, recs := nodes(t, srv.URL(), false, 2, func(c *Config) { c.PresenceTTL = 1500 * time.Millisecond })
+	ctx := bg(t)
+	for _, b := range bs {
+		if err := b.Subscribe(ctx, "room"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := bs[0].AddMember(ctx, "room", protocol.Member{User: "ann", Name: "Ann"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bs[1].AddMember(ctx, "room", protocol.Member{User: "bob", Name: "Bob"}); err != nil {
+		t.Fatal(err)
+	}
+	k := bs[0].keys("room")
+	if _, err := srv.Do("DEL", k.presence, k.entries); err != nil {
+		t.Fatal(err)
+	}
+	// Each node's next heartbeat (every 0.5 s) finds its user missing.
+	for n, rec := range recs {
+		got := map[string]string{}
+		for len(got) < 2 {
+			ev := rec.NextEvent(t)
+			if ev.Kind != hub.EventPresence || ev.State != protocol.PresenceJoin || ev.Room != "room" {
+				t.Fatalf("node %d: %+v, want presence joins of ann and bob", n, ev)
+			}
+			if _, dup := got[ev.User]; dup {
+				t.Fatalf("node %d: %s announced twice", n, ev.User)
+			}
+			got[ev.User] = ev.Name
+		}
+		if !maps.Equal(got, map[string]string{"ann": "Ann", "bob": "Bob"}) {
+			t.Fatalf("node %d: joins of %v", n, got)
+		}
+	}
+	ms, err := bs[1].Members(ctx, "room")
+	if err != nil || len(ms) != 2 {
+		t.Fatalf("members after the heartbeats: %v, %v", ms, err)
+	}
+	// Present again: later heartbeats announce nothing.
+	time.Sleep(1200 * time.Millisecond)
+	for n, rec := range recs {
+		select {
+		case ev := <-rec.Events:
+			t.Fatalf("node %d: %+v after the users were registered again", n, ev)
+		default:
+		}
 	}
 }

@@ -48,9 +48,17 @@ end
 // the stream's order, the ids' order and the delivery order are the same
 // on every node.
 //
+// A client message id is remembered for the retention time, whatever
+// the count trimming does to its message: the cid key holds the original's
+// id and ts ("<id> <ts>"; a key written before the ts was added holds the
+// id alone, whose milliseconds are the ts) and expires with the retention
+// time. A retry is answered with the original, from the stream while it
+// is retained, else with the retry's own fields and the original's id and
+// ts.
+//
 // KEYS: stream, meta, cid key. ARGV: publish command (PUBLISH or
 // SPUBLISH), channel, history size, retention ms, from, name, text, cid.
-// Returns {duplicate, id, from, name, text, cid}.
+// Returns {duplicate, id, from, name, text, cid, ts}.
 var publishScript = redis.NewScript(luaCommon + `
 local stream, meta, cidkey = KEYS[1], KEYS[2], KEYS[3]
 local size, ttl = tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -62,12 +70,18 @@ trim_age(stream, meta, now, ttl)
 if cid ~= '' then
   local prev = redis.call('GET', cidkey)
   if prev then
-    local r = redis.call('XRANGE', stream, prev, prev)
+    local pid, pts = string.match(prev, '^(%d+-%d+) (%d+)$')
+    if not pid then
+      pid = prev
+      pts = string.match(prev, '^(%d+)-') or '0'
+    end
+    local r = redis.call('XRANGE', stream, pid, pid)
     if #r > 0 then
       local f, m = r[1][2], {}
       for i = 1, #f, 2 do m[f[i]] = f[i + 1] end
-      return {1, prev, m.f or '', m.n or '', m.t or '', m.c or ''}
+      return {1, pid, m.f or '', m.n or '', m.t or '', m.c or '', pts}
     end
+    return {1, pid, from, name, text, cid, pts}
   end
 end
 
@@ -101,10 +115,11 @@ redis.call('PEXPIRE', stream, ttl)
 -- The metadata outlives the stream, so that a recovery after the
 -- stream expired still learns that messages were dropped.
 redis.call('PEXPIRE', meta, 2 * ttl + 86400000)
-if cid ~= '' then redis.call('SET', cidkey, id, 'PX', ttl) end
+local ts = string.match(id, '^(%d+)-')
+if cid ~= '' then redis.call('SET', cidkey, id .. ' ' .. ts, 'PX', ttl) end
 
 redis.call(ARGV[1], ARGV[2], 'm' .. field(id) .. field(from) .. field(name) .. field(text) .. field(cid))
-return {0, id, from, name, text, cid}
+return {0, id, from, name, text, cid, ts}
 `)
 
 // historyScript pages back through the retained messages.
@@ -206,17 +221,25 @@ if top == 0 then return 1 end
 return 0
 `)
 
-// refreshScript renews a node's claims in a room and sweeps the users
-// whose every claim has expired (their nodes died).
+// refreshScript renews a node's claims in a room (claiming again the
+// users Redis no longer holds) and sweeps the users whose every claim has
+// expired (their nodes died).
 //
 // KEYS: presence, entries. ARGV: node, ttl ms, then user, name pairs.
-// Returns the swept users as user, name pairs: whoever runs the sweep
-// announces their leave, and only one node can sweep a user.
+// Returns {swept, back}, each a list of user, name pairs: the swept users,
+// whose leave whoever runs the sweep announces (only one node can sweep a
+// user), and the users given who had no live claim before, whose join the
+// node announces (only one call can find a user absent).
 var refreshScript = redis.NewScript(luaCommon + luaPresence + `
 local now, ttl = now_ms(), tonumber(ARGV[2])
+local back = {}
 for i = 3, #ARGV, 2 do
   local user = ARGV[i]
   local e, top = load(KEYS[2], user, now)
+  if not e or top == 0 then
+    table.insert(back, user)
+    table.insert(back, ARGV[i + 1])
+  end
   if not e then e = {e = {}} end
   e.n = ARGV[i + 1]
   e.e[ARGV[1]] = now + ttl
@@ -234,7 +257,7 @@ for _, user in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)) do
     table.insert(left, name)
   end
 end
-return left
+return {left, back}
 `)
 
 // membersScript lists the users with a live claim.

@@ -45,6 +45,7 @@ type shard struct {
 	wake    chan struct{} // the commander has work; capacity 1
 	catchup chan struct{} // the catch-up has work; capacity 1
 	done    chan struct{} // closed when run returns
+	regSem  chan struct{} // held by the reregister running; capacity 1
 
 	dmu sync.Mutex // serialises deliveries; guards roomSub.last, lastKnown; taken before mu, never after
 
@@ -60,6 +61,8 @@ type shard struct {
 	probeAt   time.Time           // when probeWait was sent
 	lastRTT   time.Duration       // of the last probe that came back
 	stalled   bool
+	lost      uint64 // generations that ended (each may have been a Redis that lost its data)
+	unreg     bool   // the members of the shard's rooms are to be registered again
 }
 
 // roomSub is one room's subscription state on a shard.
@@ -91,6 +94,7 @@ func (b *Broker) newShard(addr, probeCh string, client *redis.Client) *shard {
 		wake:    make(chan struct{}, 1),
 		catchup: make(chan struct{}, 1),
 		done:    make(chan struct{}),
+		regSem:  make(chan struct{}, 1),
 		rooms:   map[string]*roomSub{},
 		dirty:   map[string]struct{}{},
 		lastErr: errors.New("connecting"),
@@ -148,6 +152,13 @@ func (sh *shard) down(err error) {
 	defer sh.mu.Unlock()
 	sh.up, sh.failed = false, true
 	sh.lastErr = err
+	// Whatever Redis comes back may not hold this node's presence claims
+	// any more: register them again before serving (reregister).
+	sh.lost++
+	if !sh.unreg {
+		sh.unreg = true
+		sh.b.unregistered.Add(1)
+	}
 	sh.queued = nil
 	sh.probeWait = 0
 	for ch, rs := range sh.rooms {
@@ -222,6 +233,14 @@ func (sh *shard) serve() error {
 	}
 	if s, ok := msg.(*redis.Subscription); !ok || s.Channel != sh.probeCh {
 		return fmt.Errorf("subscribe probe channel: unexpected reply %v", msg)
+	}
+	// Redis is back: this node's members first, before the node is ready
+	// and its rooms are subscribed again.
+	rctx, rcancel := context.WithTimeout(ctx, cfg.StallTimeout)
+	err = sh.reregister(rctx)
+	rcancel()
+	if err != nil {
+		return fmt.Errorf("register presence again: %w", err)
 	}
 
 	sh.mu.Lock()
@@ -582,6 +601,42 @@ func (sh *shard) health() error {
 			return fmt.Errorf("%s is stalled: no probe back for %v", name, age.Round(time.Millisecond))
 		}
 	}
+	return nil
+}
+
+// reregister claims again, all at once, the presence of every member this
+// node has in the shard's rooms, when the shard's connection was lost
+// since they were last registered: a Redis that restarted without
+// persistence (or was flushed, or failed over to a replica that had not
+// seen them) does not hold them any more, and they would otherwise stay
+// absent from the rooms' members until the next heartbeat, and be
+// announced to nobody. A user whom Redis did not hold is announced joining
+// (renew): whoever joined meanwhile learns of them, and the others, who
+// already show them, get a join they can ignore. Concurrent calls wait for
+// the one running; a loss while it runs leaves the shard to be registered
+// again.
+func (sh *shard) reregister(ctx context.Context) error {
+	select {
+	case sh.regSem <- struct{}{}:
+	case <-ctx.Done():
+		return unavailable("register presence again", ctx.Err())
+	}
+	defer func() { <-sh.regSem }()
+	sh.mu.Lock()
+	unreg, lost := sh.unreg, sh.lost
+	sh.mu.Unlock()
+	if !unreg {
+		return nil
+	}
+	if err := sh.b.renew(ctx, sh.b.claims(sh)); err != nil {
+		return err
+	}
+	sh.mu.Lock()
+	if sh.unreg && sh.lost == lost {
+		sh.unreg = false
+		sh.b.unregistered.Add(-1)
+	}
+	sh.mu.Unlock()
 	return nil
 }
 

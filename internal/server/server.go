@@ -61,7 +61,10 @@ type Server struct {
 	userLimiter ratelimit.UserLimiter
 	metrics     *metrics
 	handler     http.Handler
-	acceptOpts  *ws.AcceptOptions
+	// upgradeHandler serves upgrades that upgradeListener read itself:
+	// handleWS with the router's middleware.
+	upgradeHandler http.Handler
+	acceptOpts     *ws.AcceptOptions
 
 	connSeq  atomic.Uint64
 	draining atomic.Bool
@@ -142,6 +145,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		Compression:  cfg.Compression,
 	}
 	s.handler = s.routes(deps.Web)
+	s.upgradeHandler = s.recoverer(s.requestLog(http.HandlerFunc(s.handleWS)))
 	return s, nil
 }
 
@@ -369,6 +373,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, tlsCert, tlsKey str
 	if tlsCert != "" {
 		// WebSocket needs HTTP/1.1 (Upgrade); do not offer h2.
 		hs.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){}
+	} else {
+		// Upgrades are served without net/http (see upgradeListener).
+		ln = s.newUpgradeListener(ln)
 	}
 	errc := make(chan error, 1)
 	go func() {

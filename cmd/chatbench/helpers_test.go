@@ -48,6 +48,7 @@ type testNode struct {
 	URL      string // ws://127.0.0.1:port/ws
 	TokenURL string // http://127.0.0.1:port/api/dev/token
 	srv      *server.Server
+	broker   *hub.MemoryBroker
 	ln       *recordingListener
 	stop     func() // drains the node and waits for it; idempotent
 }
@@ -90,7 +91,7 @@ func startNode(t *testing.T, cfg server.Config, devMode bool) *testNode {
 	}
 	t.Cleanup(stop)
 	addr := inner.Addr().String()
-	return &testNode{URL: "ws://" + addr + "/ws", TokenURL: "http://" + addr + "/api/dev/token", srv: srv, ln: ln, stop: stop}
+	return &testNode{URL: "ws://" + addr + "/ws", TokenURL: "http://" + addr + "/api/dev/token", srv: srv, broker: broker, ln: ln, stop: stop}
 }
 
 // waitFor polls cond until it holds, failing the test after a generous

@@ -361,9 +361,16 @@ func TestFanoutServerShutdown(t *testing.T) {
 	done := make(chan runOutput, 1)
 	go func() {
 		done <- runBench(t, "fanout", "-url", node.URL, "-secret", testSecret, "-members", "10", "-rate", "50",
-			"-duration", "10m", "-json", "-q")
+			"-duration", "10m", "-json", "-q", "-room-prefix", "shutdown-")
 	}()
-	waitFor(t, "the connections", func() bool { return node.srv.Connections() == 11 })
+	// Every connection joined (each is a user of its own, present in the
+	// one room): a publisher still joining when the node drains would end
+	// the run before it publishes, with its members neither failed nor
+	// disconnected.
+	waitFor(t, "the joins", func() bool {
+		members, err := node.broker.Members(context.Background(), "shutdown-0")
+		return err == nil && len(members) == 11
+	})
 	node.stop()
 	var out runOutput
 	select {

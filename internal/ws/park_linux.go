@@ -24,7 +24,7 @@ import (
 // a data message, an error or the end of the connection resumes the
 // caller. A connection closed while parked (CloseNow, a failed write, a
 // pong timeout) is resumed too, so that its reader sees the error; so is,
-// within a second (sweepInterval), one whose net.Conn was closed
+// within a few seconds (sweepInterval), one whose net.Conn was closed
 // underneath it.
 
 // Park arranges for resume to run, on another goroutine, once the next data
@@ -70,7 +70,7 @@ func (c *Conn) park(resume func()) bool {
 	}
 	p.nextID++
 	id := p.nextID
-	p.parked[id] = parkEntry{c: c, resume: resume}
+	p.addLocked(id, c, resume)
 	c.parkID = id
 	// Decided and set here, under the lock: once the registration below
 	// is armed, it may fire and the next park run on another goroutine
@@ -109,11 +109,7 @@ func (c *Conn) park(resume func()) bool {
 	// Not registered (closed meanwhile, or out of resources): take the
 	// entry back, unless closeTransport did and resumes the reader.
 	p.mu.Lock()
-	_, mine := p.parked[id]
-	if mine {
-		delete(p.parked, id)
-		c.parkID = 0
-	}
+	_, mine := p.takeLocked(id)
 	p.mu.Unlock()
 	return !mine
 }
@@ -163,13 +159,11 @@ func (c *Conn) unpark() {
 		p.mu.Unlock()
 		return
 	}
-	e, ok := p.parked[c.parkID]
+	e, ok := p.takeLocked(c.parkID)
 	if !ok {
 		p.mu.Unlock()
 		return
 	}
-	delete(p.parked, c.parkID)
-	c.parkID = 0
 	empty := len(p.parked) == 0
 	p.mu.Unlock()
 	if empty {
@@ -191,7 +185,8 @@ type parker struct {
 	mu      sync.Mutex
 	nextID  uint64
 	parked  map[uint64]parkEntry
-	running bool // loop runs
+	list    []parkRef // the parked connections, for the sweep
+	running bool      // loop runs
 
 	workers wakers
 }
@@ -268,6 +263,41 @@ func (w *waker) loop(ws *wakers, e parkEntry) {
 type parkEntry struct {
 	c      *Conn
 	resume func()
+	idx    int // in parker.list
+}
+
+// parkRef is an entry of parker.list: what the sweep needs, contiguous.
+type parkRef struct {
+	id uint64
+	c  *Conn
+}
+
+// addLocked records a parked connection.
+func (p *parker) addLocked(id uint64, c *Conn, resume func()) {
+	p.parked[id] = parkEntry{c: c, resume: resume, idx: len(p.list)}
+	p.list = append(p.list, parkRef{id: id, c: c})
+}
+
+// takeLocked removes a parked connection and returns its entry, if it is
+// still parked.
+func (p *parker) takeLocked(id uint64) (parkEntry, bool) {
+	e, ok := p.parked[id]
+	if !ok {
+		return e, false
+	}
+	delete(p.parked, id)
+	last := len(p.list) - 1
+	if e.idx != last {
+		moved := p.list[last]
+		p.list[e.idx] = moved
+		me := p.parked[moved.id]
+		me.idx = e.idx
+		p.parked[moved.id] = me
+	}
+	p.list[last] = parkRef{}
+	p.list = p.list[:last]
+	e.c.parkID = 0
+	return e, true
 }
 
 var theParker parker
@@ -317,11 +347,17 @@ func (p *parker) kick() {
 	_, _ = syscall.Write(p.kickW, []byte{1})
 }
 
-// sweepInterval is how often the loop looks for parked connections whose
-// socket was closed underneath their Conn (net.Conn.Close called on the
-// connection Accept took over): such a close removes the socket from the
-// epoll set without an event, and would leave the reader parked forever.
-const sweepInterval = time.Second
+// The loop looks for parked connections whose socket was closed
+// underneath their Conn (net.Conn.Close called on the connection Accept
+// took over): such a close removes the socket from the epoll set without
+// an event, and would leave the reader parked forever. It looks at every
+// parked connection within sweepInterval, sweepChunk of them at a time
+// without holding the lock, so that parks and wakes never wait behind a
+// sweep of thousands of connections.
+const (
+	sweepInterval = 5 * time.Second
+	sweepChunk    = 256
+)
 
 // loop hands readable connections to wake goroutines. It runs while any
 // connection is parked, and ends when none is.
@@ -358,21 +394,9 @@ func (p *parker) loop() {
 				continue
 			}
 			// Not found: the connection was unparked (closed) already.
-			if e, ok := p.parked[id]; ok {
-				delete(p.parked, id)
-				e.c.parkID = 0
+			if e, ok := p.takeLocked(id); ok {
 				ready = append(ready, e)
 			}
-		}
-		if now := time.Now(); !now.Before(nextSweep) {
-			for id, e := range p.parked {
-				if e.c.raw.Control(func(uintptr) {}) != nil {
-					delete(p.parked, id)
-					e.c.parkID = 0
-					ready = append(ready, e) // its wake reads the error
-				}
-			}
-			nextSweep = now.Add(sweepInterval)
 		}
 		stop := len(p.parked) == 0
 		if stop {
@@ -385,6 +409,37 @@ func (p *parker) loop() {
 		}
 		ready = ready[:0]
 		if stop {
+			return
+		}
+		if now := time.Now(); !now.Before(nextSweep) {
+			p.sweep()
+			nextSweep = now.Add(sweepInterval)
+		}
+	}
+}
+
+// sweep resumes the parked connections whose socket is closed, checking
+// sweepChunk of them per hold of the lock. Connections parked or woken
+// meanwhile may be skipped or looked at twice: the next sweep sees them.
+func (p *parker) sweep() {
+	var chunk [sweepChunk]parkRef
+	for start := 0; ; start += sweepChunk {
+		p.mu.Lock()
+		n := copy(chunk[:], p.list[min(start, len(p.list)):])
+		p.mu.Unlock()
+		for _, r := range chunk[:n] {
+			if r.c.raw.Control(func(uintptr) {}) == nil {
+				continue
+			}
+			p.mu.Lock()
+			e, ok := p.takeLocked(r.id)
+			p.mu.Unlock()
+			if ok {
+				p.workers.run(e) // its wake reads the error
+			}
+		}
+		clear(chunk[:n])
+		if n < sweepChunk {
 			return
 		}
 	}

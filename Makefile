@@ -44,10 +44,12 @@ fuzz:
 		done; \
 	done
 
-# Microbenchmarks of the product, then the comparison benchmarks.
+# Microbenchmarks of the product, then the comparison benchmarks, then a
+# short load run of chatbench against a real chatd (scripts/loadbench.sh).
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
 	@if [ -f bench/go.mod ]; then cd bench && $(GO) test -run '^$$' -bench . -benchmem ./...; fi
+	GO=$(GO) scripts/loadbench.sh
 
 run:
 	$(GO) run ./cmd/chatd

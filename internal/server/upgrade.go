@@ -70,12 +70,16 @@ func (l *upgradeListener) Close() error {
 	return err
 }
 
+// stop records why the accept loop ended (the first reason only) and
+// closes done. Close and the accept loop, whose Accept fails once the
+// listener is closed, may call it at the same time: the check and the
+// close of done are one step under errMu, or both would close it.
 func (l *upgradeListener) stop(err error) {
 	l.errMu.Lock()
+	defer l.errMu.Unlock()
 	if l.err == nil {
 		l.err = err
 	}
-	l.errMu.Unlock()
 	select {
 	case <-l.done:
 	default:

@@ -3,10 +3,13 @@ package server
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -18,9 +21,11 @@ import (
 // net/http, which allocates per connection its state, 4 KiB read and write
 // buffers and, on Hijack, a third buffer, all of it dropped by an upgrade:
 // about 12 KB of garbage and a good part of the CPU of every connection a
-// client opens. Anything else, and an upgrade whose head does not fit the
-// buffer, is handed to net/http with the bytes already read, as if it had
-// accepted the connection itself.
+// client opens. Anything else (as soon as the first bytes cannot begin
+// such an upgrade), and an upgrade whose head does not fit the buffer, is
+// handed to net/http with the bytes already read, as if it had accepted
+// the connection itself; replayConn turns the text/plain errors net/http
+// writes for requests it cannot parse into chatd's JSON errors.
 type upgradeListener struct {
 	net.Listener
 	srv   *Server
@@ -137,7 +142,7 @@ func (l *upgradeListener) sniff(c net.Conn) {
 	}()
 	_ = c.SetReadDeadline(time.Now().Add(sniffTimeout))
 	head, err := peekHead(br)
-	if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
+	if err != nil && !errors.Is(err, bufio.ErrBufferFull) && !errors.Is(err, errNotUpgrade) {
 		_ = c.Close() // gone, or silent for too long: nothing to answer
 		return
 	}
@@ -152,11 +157,17 @@ func (l *upgradeListener) sniff(c net.Conn) {
 		}
 		return
 	}
+	// Looked at before ReadRequest reads on from the buffer head lies in.
+	hasHost := hasHostHeader(head)
 	req, err := http.ReadRequest(br)
 	_ = c.SetReadDeadline(time.Time{})
+	msg := "malformed HTTP request"
+	if err == nil {
+		msg, err = checkHost(hasHost, req.Host)
+	}
 	if err != nil {
 		w := newUpgradeResponse(c, br)
-		writeError(w, http.StatusBadRequest, "bad_request", "malformed request")
+		writeError(w, http.StatusBadRequest, "bad_request", msg)
 		w.finish()
 		return
 	}
@@ -168,14 +179,26 @@ func (l *upgradeListener) sniff(c net.Conn) {
 	}
 }
 
+// errNotUpgrade is peekHead's answer for bytes that cannot begin a head
+// the fast path serves.
+var errNotUpgrade = errors.New("not an upgrade head")
+
 // peekHead returns the request head (up to the blank line) in br's
-// buffer without consuming it; bufio.ErrBufferFull when it does not fit.
+// buffer without consuming it; bufio.ErrBufferFull when it does not fit,
+// errNotUpgrade as soon as the bytes read cannot be the start of a head
+// that isUpgradeHead accepts. Without that early answer, a request that
+// never sends CRLF CRLF (lines ended by a bare LF, which net/http
+// accepts, or bytes that are not HTTP at all) would wait out
+// sniffTimeout and be closed unanswered instead of reaching net/http.
 func peekHead(br *bufio.Reader) ([]byte, error) {
 	for n := 1; ; n = br.Buffered() + 1 {
 		if _, err := br.Peek(n); err != nil {
 			return nil, err
 		}
 		buf, _ := br.Peek(br.Buffered())
+		if !mayBeUpgradeHead(buf) {
+			return nil, errNotUpgrade
+		}
 		if i := bytes.Index(buf, []byte("\r\n\r\n")); i >= 0 {
 			return buf[:i+4], nil
 		}
@@ -183,6 +206,71 @@ func peekHead(br *bufio.Reader) ([]byte, error) {
 			return nil, bufio.ErrBufferFull
 		}
 	}
+}
+
+// mayBeUpgradeHead reports whether buf, the first bytes of a
+// connection, can still turn out to be a head that isUpgradeHead
+// accepts: it begins like "GET /ws" and every LF in it ends a CRLF.
+func mayBeUpgradeHead(buf []byte) bool {
+	const prefix = "GET /ws"
+	if k := min(len(buf), len(prefix)); string(buf[:k]) != prefix[:k] {
+		return false
+	}
+	for i := bytes.IndexByte(buf, '\n'); i >= 0; {
+		if i == 0 || buf[i-1] != '\r' {
+			return false
+		}
+		j := bytes.IndexByte(buf[i+1:], '\n')
+		if j < 0 {
+			break
+		}
+		i += 1 + j
+	}
+	return true
+}
+
+// checkHost refuses what net/http refuses of a request's Host header
+// before any handler runs (net/http/server.go, readRequest), which
+// http.ReadRequest leaves to the server: an HTTP/1.1 request without
+// Host, or a Host with bytes no host or port has. hasHost tells whether
+// the head has a Host line (ReadRequest takes the header out of the
+// request, and an empty Host, which net/http lets through, is not none);
+// host is the request's Host. It returns the message of the 400 with the
+// error.
+func checkHost(hasHost bool, host string) (string, error) {
+	if !hasHost {
+		return "missing required Host header", errors.New("no Host header")
+	}
+	for i := 0; i < len(host); i++ {
+		if !validHostByte(host[i]) {
+			return "malformed Host header", fmt.Errorf("malformed Host header %q", host)
+		}
+	}
+	return "", nil
+}
+
+// hasHostHeader reports whether head has a Host line.
+func hasHostHeader(head []byte) bool {
+	_, lines, _ := bytes.Cut(head, []byte("\r\n"))
+	for len(lines) > 0 {
+		var line []byte
+		line, lines, _ = bytes.Cut(lines, []byte("\r\n"))
+		if name, _, ok := bytes.Cut(line, []byte(":")); ok && bytes.EqualFold(name, []byte("Host")) {
+			return true
+		}
+	}
+	return false
+}
+
+// validHostByte reports whether b may appear in a Host header: the bytes
+// of RFC 3986's host (reg-name, IP literals with zones) and port, the
+// set golang.org/x/net/http/httpguts.ValidHostHeader allows.
+func validHostByte(b byte) bool {
+	switch {
+	case 'a' <= b && b <= 'z', 'A' <= b && b <= 'Z', '0' <= b && b <= '9':
+		return true
+	}
+	return strings.IndexByte("!$%&'()*+,-.:;=[]_~", b) >= 0
 }
 
 // isUpgradeHead reports whether head is a GET of /ws asking for a
@@ -221,6 +309,136 @@ func (c *replayConn) Read(p []byte) (int, error) {
 		return n, nil
 	}
 	return c.Conn.Read(p)
+}
+
+// Write passes p on, except for net/http's own answer to a request it
+// could not parse (see jsonCannedError), which it rewrites into chatd's
+// JSON error. Such an answer is one Write of its own, made between
+// requests (the previous response is flushed by then), so only a Write
+// that is exactly one needs a look; the first byte rules out nearly every
+// other one, WebSocket frames of a hijacked connection included.
+func (c *replayConn) Write(p []byte) (int, error) {
+	if len(p) <= len(cannedPrefix) || p[0] != 'H' || p[len(cannedPrefix)] != '4' && p[len(cannedPrefix)] != '5' {
+		return c.Conn.Write(p)
+	}
+	out, ok := jsonCannedError(p)
+	if !ok {
+		return c.Conn.Write(p)
+	}
+	if _, err := c.Conn.Write(out); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// cannedPrefix and cannedHeaders frame the responses net/http writes
+// itself, on the raw connection, when it cannot read a request
+// (net/http/server.go, conn.serve: "errorHeaders"):
+//
+//	HTTP/1.1 400 Bad Request<cannedHeaders>400 Bad Request
+//	HTTP/1.1 400 Bad Request: <reason><cannedHeaders>400 Bad Request: <reason>
+//	HTTP/1.1 431 Request Header Fields Too Large<cannedHeaders>431 Request Header Fields Too Large
+//	HTTP/1.1 501 Not Implemented<cannedHeaders>Unsupported transfer encoding
+//	HTTP/1.1 505 HTTP Version Not Supported: unsupported protocol version<cannedHeaders>505 ...
+const (
+	cannedPrefix  = "HTTP/1.1 "
+	cannedHeaders = "\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n"
+)
+
+// cannedCodes are the error codes of the statuses net/http answers by
+// itself, in the vocabulary of chatd's other HTTP errors.
+var cannedCodes = map[int]string{
+	http.StatusBadRequest:                  "bad_request",
+	http.StatusRequestHeaderFieldsTooLarge: "too_large",
+	http.StatusNotImplemented:              "not_implemented",
+	http.StatusHTTPVersionNotSupported:     "http_version_not_supported",
+}
+
+// cannedMessages are the messages for the canned responses that give no
+// reason of their own.
+var cannedMessages = map[int]string{
+	http.StatusBadRequest:                  "malformed HTTP request",
+	http.StatusRequestHeaderFieldsTooLarge: "request headers too large",
+	http.StatusNotImplemented:              "unsupported transfer encoding",
+	http.StatusHTTPVersionNotSupported:     "unsupported HTTP version",
+}
+
+// jsonCannedError returns, when p is exactly one of net/http's canned
+// error responses (cannedHeaders), the same status as chatd's JSON error
+// of PROTOCOL.md §1, {"error":"<code>","message":"<reason>"}, with
+// Content-Length and Connection: close; otherwise ok is false and p is
+// to be written as it is. The match is strict (status line, headers and
+// body as net/http formats them, nothing before or after), so that no
+// other response is ever altered.
+func jsonCannedError(p []byte) (out []byte, ok bool) {
+	if len(p) < len(cannedPrefix)+4 || string(p[:len(cannedPrefix)]) != cannedPrefix {
+		return nil, false
+	}
+	// The status line ends at the first CR, and the canned headers
+	// follow it at once.
+	status := p[len(cannedPrefix):]
+	i := bytes.IndexByte(status, '\r')
+	if i < 0 || !bytes.HasPrefix(status[i:], []byte(cannedHeaders)) {
+		return nil, false
+	}
+	status, body := status[:i], status[i+len(cannedHeaders):]
+	if len(status) < 4 || status[3] != ' ' {
+		return nil, false
+	}
+	code := 0
+	for _, d := range status[:3] {
+		if d < '0' || d > '9' {
+			return nil, false
+		}
+		code = 10*code + int(d-'0')
+	}
+	if code < 400 || code > 599 {
+		return nil, false
+	}
+	text := http.StatusText(code)
+	rest, found := bytes.CutPrefix(status[4:], []byte(text))
+	if text == "" || !found {
+		return nil, false
+	}
+	// Either the plain status, or the status with ": <reason>" (a
+	// net/http statusError), whose body repeats the status line; the
+	// 501 alone has a body of its own.
+	msg := cannedMessages[code]
+	if len(rest) > 0 {
+		reason, found := bytes.CutPrefix(rest, []byte(": "))
+		if !found || len(reason) == 0 || bytes.IndexByte(reason, '\n') >= 0 {
+			return nil, false
+		}
+		msg = string(reason)
+	}
+	if !bytes.Equal(body, status) && !(code == http.StatusNotImplemented && len(rest) == 0 && string(body) == "Unsupported transfer encoding") {
+		return nil, false
+	}
+	if msg == "" {
+		msg = strings.ToLower(text)
+	}
+	errCode, known := cannedCodes[code]
+	if !known {
+		// A status a later net/http may add: still JSON, with the code
+		// of its class.
+		errCode = "bad_request"
+		if code >= 500 {
+			errCode = "internal"
+		}
+	}
+	// As writeError writes it: the encoder's object and newline.
+	js, err := json.Marshal(map[string]string{"error": errCode, "message": msg})
+	if err != nil {
+		return nil, false
+	}
+	js = append(js, '\n')
+	var b bytes.Buffer
+	b.Grow(160 + len(js))
+	b.WriteString(cannedPrefix + strconv.Itoa(code) + " " + text + "\r\n")
+	b.WriteString("Content-Type: application/json\r\nCache-Control: no-store\r\n")
+	b.WriteString("Content-Length: " + strconv.Itoa(len(js)) + "\r\nConnection: close\r\n\r\n")
+	b.Write(js)
+	return b.Bytes(), true
 }
 
 // CloseWrite lets net/http close gracefully, as with a plain TCP

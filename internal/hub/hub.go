@@ -67,6 +67,21 @@ type Hub struct {
 
 	deliveries atomic.Uint64
 	draining   atomic.Bool // see Drain
+
+	// unsubscribeDelay is how long a room with no local members stays
+	// subscribed (see SubscriptionKeeper); closed stops new delays.
+	unsubscribeDelay time.Duration
+	closed           bool // guarded by mu
+}
+
+// SubscriptionKeeper is implemented by brokers whose subscriptions cost
+// round trips (Redis: SUBSCRIBE, UNSUBSCRIBE, and a catch-up read). The
+// hub then keeps a room subscribed for KeepSubscribed after its last local
+// member left, so that a user who reloads the page, or rooms that members
+// keep entering and leaving, do not unsubscribe and subscribe the node
+// over and over. Deliveries to a room without members cost a lookup.
+type SubscriptionKeeper interface {
+	KeepSubscribed() time.Duration
 }
 
 // room is a room with local members. subMu serialises the broker
@@ -75,6 +90,9 @@ type Hub struct {
 type room struct {
 	name string
 	refs int // connections attached, guarded by Hub.mu
+	// idle unsubscribes the room once it has had no members for the
+	// hub's unsubscribeDelay; guarded by Hub.mu.
+	idle *time.Timer
 
 	subMu      sync.Mutex
 	subscribed bool // guarded by subMu
@@ -141,8 +159,26 @@ type pendingFrame struct {
 // New returns a hub over broker and registers itself as its handler.
 func New(broker Broker) *Hub {
 	h := &Hub{broker: broker, rooms: map[string]*room{}}
+	if k, ok := broker.(SubscriptionKeeper); ok {
+		h.unsubscribeDelay = k.KeepSubscribed()
+	}
 	broker.SetHandler(h)
 	return h
+}
+
+// Close stops the hub's timers: rooms kept subscribed without members
+// are no longer unsubscribed (the broker's own Close ends every
+// subscription).
+func (h *Hub) Close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.closed = true
+	for _, r := range h.rooms {
+		if r.idle != nil {
+			r.idle.Stop()
+			r.idle = nil
+		}
+	}
 }
 
 // Broker returns the hub's broker.
@@ -155,7 +191,13 @@ func (h *Hub) Deliveries() uint64 { return h.deliveries.Load() }
 func (h *Hub) Rooms() int {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	return len(h.rooms)
+	n := 0
+	for _, r := range h.rooms {
+		if r.refs > 0 {
+			n++
+		}
+	}
+	return n
 }
 
 // JoinResult is what a join produced; the `joined` event was queued.
@@ -368,17 +410,46 @@ func (h *Hub) detach(ctx context.Context, c Conn, r *room, lapse bool) bool {
 }
 
 // release drops one reference to r; the last one unsubscribes the node and
-// forgets the room. The room stays in the map during the unsubscribe, so a
-// concurrent join finds it and subscribes again afterwards rather than
-// racing a new subscription against the old unsubscribe.
+// forgets the room, at once or, with an unsubscribeDelay, once the room
+// has stayed without members that long.
 func (h *Hub) release(ctx context.Context, r *room) {
 	h.mu.Lock()
 	r.refs--
 	idle := r.refs == 0
-	h.mu.Unlock()
-	if !idle {
+	if idle && h.unsubscribeDelay > 0 {
+		switch {
+		case h.closed:
+		case r.idle == nil:
+			r.idle = time.AfterFunc(h.unsubscribeDelay, func() { h.expire(r) })
+		default:
+			r.idle.Reset(h.unsubscribeDelay)
+		}
+		h.mu.Unlock()
 		return
 	}
+	h.mu.Unlock()
+	if idle {
+		h.unsubscribeIdle(ctx, r)
+	}
+}
+
+// expire runs when r's unsubscribeDelay has passed.
+func (h *Hub) expire(r *room) {
+	h.mu.Lock()
+	r.idle = nil
+	closed := h.closed
+	h.mu.Unlock()
+	if !closed {
+		h.unsubscribeIdle(context.Background(), r)
+	}
+}
+
+// unsubscribeIdle unsubscribes the node from r and forgets r, unless a
+// member came meanwhile. The room stays in the map during the
+// unsubscribe, so a concurrent join finds it and subscribes again
+// afterwards rather than racing a new subscription against the old
+// unsubscribe.
+func (h *Hub) unsubscribeIdle(ctx context.Context, r *room) {
 	r.subMu.Lock()
 	defer r.subMu.Unlock()
 	h.mu.Lock()

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/chatd/chatd/internal/hub"
 	"github.com/chatd/chatd/internal/protocol"
@@ -140,5 +141,96 @@ func TestDrainLetsPresenceLapse(t *testing.T) {
 	}
 	if got := watcher.n.Load() - before; got != 1 {
 		t.Errorf("the watcher got %d events, want one: bob's leave", got)
+	}
+}
+
+// keepingBroker is a MemoryBroker that asks the hub to keep rooms
+// subscribed for a while, and counts subscriptions.
+type keepingBroker struct {
+	*hub.MemoryBroker
+	keep        time.Duration
+	subs, unsub atomic.Int64
+	unsubbed    chan string
+}
+
+func (b *keepingBroker) KeepSubscribed() time.Duration { return b.keep }
+
+func (b *keepingBroker) Subscribe(ctx context.Context, room string) error {
+	b.subs.Add(1)
+	return b.MemoryBroker.Subscribe(ctx, room)
+}
+
+func (b *keepingBroker) Unsubscribe(ctx context.Context, room string) error {
+	b.unsub.Add(1)
+	err := b.MemoryBroker.Unsubscribe(ctx, room)
+	b.unsubbed <- room
+	return err
+}
+
+// TestKeepSubscribed: with a broker that is a SubscriptionKeeper, a room
+// whose last member left stays subscribed (a member coming back costs no
+// subscription) until it has been empty for the time asked, and is then
+// unsubscribed once; Rooms counts only rooms with members throughout.
+func TestKeepSubscribed(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := &keepingBroker{MemoryBroker: hub.NewMemoryBroker(hub.RetentionConfig{}), keep: 200 * time.Millisecond, unsubbed: make(chan string, 10)}
+	h := hub.New(b)
+	defer h.Close()
+	for i := range 5 {
+		c := &countingConn{user: "u" + strconv.Itoa(i)}
+		if _, err := h.Join(ctx, c, "r", protocol.Member{User: c.user, Name: c.user}, "", "", 50); err != nil {
+			t.Fatal(err)
+		}
+		if n := h.Rooms(); n != 1 {
+			t.Fatalf("Rooms() = %d with a member, want 1", n)
+		}
+		if err := h.Leave(ctx, c, "r"); err != nil {
+			t.Fatal(err)
+		}
+		if n := h.Rooms(); n != 0 {
+			t.Fatalf("Rooms() = %d once the member left, want 0", n)
+		}
+	}
+	if n := b.subs.Load(); n != 1 {
+		t.Errorf("%d subscriptions for five joins in a row, want 1", n)
+	}
+	select {
+	case room := <-b.unsubbed:
+		if room != "r" {
+			t.Errorf("unsubscribed %q, want r", room)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the empty room was never unsubscribed")
+	}
+	// Joining again subscribes again.
+	c := &countingConn{user: "late"}
+	if _, err := h.Join(ctx, c, "r", protocol.Member{User: "late", Name: "late"}, "", "", 50); err != nil {
+		t.Fatal(err)
+	}
+	if n, u := b.subs.Load(), b.unsub.Load(); n != 2 || u != 1 {
+		t.Errorf("%d subscriptions and %d unsubscriptions, want 2 and 1", n, u)
+	}
+}
+
+// TestCloseStopsKeptSubscriptions: once the hub is closed, a room kept
+// subscribed is left to the broker's Close, not unsubscribed by a timer.
+func TestCloseStopsKeptSubscriptions(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := &keepingBroker{MemoryBroker: hub.NewMemoryBroker(hub.RetentionConfig{}), keep: 50 * time.Millisecond, unsubbed: make(chan string, 10)}
+	h := hub.New(b)
+	c := &countingConn{user: "u"}
+	if _, err := h.Join(ctx, c, "r", protocol.Member{User: "u", Name: "u"}, "", "", 50); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Leave(ctx, c, "r"); err != nil {
+		t.Fatal(err)
+	}
+	h.Close()
+	select {
+	case room := <-b.unsubbed:
+		t.Fatalf("unsubscribed %q after Close", room)
+	case <-time.After(300 * time.Millisecond):
 	}
 }

@@ -413,6 +413,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, tlsCert, tlsKey str
 	case <-time.After(brokerTimeout + time.Second):
 		s.log.Error().Msg("request handlers still running after the drain")
 	}
+	s.hub.Close()
 	s.log.Info().Int("left_open", s.Connections()).Msg("drained")
 	return nil
 }

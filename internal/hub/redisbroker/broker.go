@@ -65,6 +65,12 @@ type Config struct {
 	// ReconnectMin and ReconnectMax bound the backoff between pub/sub
 	// reconnect attempts. Defaults 50 ms and 2 s.
 	ReconnectMin, ReconnectMax time.Duration
+	// KeepSubscribed is how long the hub keeps a room subscribed after
+	// its last member on this node left (hub.SubscriptionKeeper): members
+	// coming and going, or a page reloaded, then cost no SUBSCRIBE,
+	// UNSUBSCRIBE and catch-up read each. Default 30 s; negative:
+	// unsubscribe at once.
+	KeepSubscribed time.Duration
 	// Logger receives the broker's logs.
 	Logger zerolog.Logger
 }
@@ -76,6 +82,9 @@ func (c Config) withDefaults() Config {
 	c.Retention = c.Retention.WithDefaults()
 	if c.PresenceTTL <= 0 {
 		c.PresenceTTL = 15 * time.Second
+	}
+	if c.KeepSubscribed == 0 {
+		c.KeepSubscribed = 30 * time.Second
 	}
 	if c.ProbeInterval <= 0 {
 		c.ProbeInterval = time.Second

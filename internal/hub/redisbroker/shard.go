@@ -766,6 +766,9 @@ func (b *Broker) probeChannelOn(ctx context.Context, addr string) (string, error
 	return "", fmt.Errorf("no slot of the cluster is served by %s", addr)
 }
 
+// KeepSubscribed implements hub.SubscriptionKeeper.
+func (b *Broker) KeepSubscribed() time.Duration { return max(b.cfg.KeepSubscribed, 0) }
+
 // Subscribe implements hub.Broker: it returns once the room's channel is
 // subscribed and the node knows where the room's stream ends.
 func (b *Broker) Subscribe(ctx context.Context, room string) error {

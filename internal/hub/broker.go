@@ -92,6 +92,16 @@ type Broker interface {
 	Close() error
 }
 
+// PresenceAnnouncer is implemented by a broker that can record presence
+// and publish the event it causes in one step, one round trip where two
+// would be made otherwise (the Redis broker: in the presence script).
+type PresenceAnnouncer interface {
+	// AnnounceMember is AddMember and, when first, PublishEvent(join).
+	AnnounceMember(ctx context.Context, room string, m protocol.Member, join Event) (first bool, err error)
+	// WithdrawMember is RemoveMember and, when last, PublishEvent(leave).
+	WithdrawMember(ctx context.Context, room, user string, leave Event) (last bool, err error)
+}
+
 // PresenceLapser is implemented by a broker whose presence claims expire
 // on their own unless renewed (the Redis broker). When a node drains, its
 // users reconnect to other nodes a moment later; withdrawing their

@@ -311,8 +311,7 @@ func (h *Hub) attach(ctx context.Context, c Conn, name string, member protocol.M
 	r.mu.Unlock()
 
 	if firstLocal {
-		first, err := h.broker.AddMember(ctx, name, member)
-		if err != nil {
+		if _, err := h.addMember(ctx, name, member); err != nil {
 			// Undo the registration; the broker did not count the user.
 			r.mu.Lock()
 			delete(r.conns, c)
@@ -323,12 +322,38 @@ func (h *Hub) attach(ctx context.Context, c Conn, name string, member protocol.M
 			h.release(ctx, r)
 			return nil, fmt.Errorf("join %s: presence: %w", name, err)
 		}
-		if first {
-			// Presence is best effort: a lost event does not fail the join.
-			_ = h.broker.PublishEvent(ctx, Event{Kind: EventPresence, Room: name, User: member.User, Name: member.Name, State: protocol.PresenceJoin})
-		}
 	}
 	return r, nil
+}
+
+// addMember records member's presence in room and, if they are the
+// first, announces their join: in one step where the broker can.
+func (h *Hub) addMember(ctx context.Context, room string, member protocol.Member) (first bool, err error) {
+	join := Event{Kind: EventPresence, Room: room, User: member.User, Name: member.Name, State: protocol.PresenceJoin}
+	if a, ok := h.broker.(PresenceAnnouncer); ok {
+		return a.AnnounceMember(ctx, room, member, join)
+	}
+	first, err = h.broker.AddMember(ctx, room, member)
+	if err == nil && first {
+		// Presence is best effort: a lost event does not fail the join.
+		_ = h.broker.PublishEvent(ctx, join)
+	}
+	return first, err
+}
+
+// removeMember withdraws member's presence from room and, if no
+// connection of theirs is left anywhere, announces their leave: in one
+// step where the broker can.
+func (h *Hub) removeMember(ctx context.Context, room string, member protocol.Member) {
+	leave := Event{Kind: EventPresence, Room: room, User: member.User, Name: member.Name, State: protocol.PresenceLeave}
+	if a, ok := h.broker.(PresenceAnnouncer); ok {
+		_, _ = a.WithdrawMember(ctx, room, member.User, leave)
+		return
+	}
+	last, err := h.broker.RemoveMember(ctx, room, member.User)
+	if err == nil && last {
+		_ = h.broker.PublishEvent(ctx, leave)
+	}
 }
 
 // Drain tells the hub that the node is shutting down and its
@@ -398,10 +423,7 @@ func (h *Hub) detach(ctx context.Context, c Conn, r *room, lapse bool) bool {
 			// claim as it is, to expire all the same.
 			_ = l.LapseMember(ctx, r.name, user)
 		} else {
-			last, err := h.broker.RemoveMember(ctx, r.name, user)
-			if err == nil && last {
-				_ = h.broker.PublishEvent(ctx, Event{Kind: EventPresence, Room: r.name, User: user, Name: ms.member.Name, State: protocol.PresenceLeave})
-			}
+			h.removeMember(ctx, r.name, ms.member)
 		}
 	}
 	r.unlockUser(user, lk)

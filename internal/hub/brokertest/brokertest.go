@@ -44,6 +44,7 @@ func Run(t *testing.T, newBroker NewBroker) {
 		{"AgeTrim", testAgeTrim},
 		{"Presence", testPresence},
 		{"Events", testEvents},
+		{"PresenceAnnounced", testPresenceAnnounced},
 		{"CanceledContext", testCanceled},
 		{"Ready", testReady},
 	}
@@ -652,6 +653,76 @@ func testEvents(t *testing.T, nb NewBroker) {
 	}
 	if got := rec.NextEvent(t); got != evs[0] {
 		t.Fatalf("delivered %+v; an unsubscribed room's event came through", got)
+	}
+}
+
+// testPresenceAnnounced: a broker that records presence and publishes its
+// event in one step (hub.PresenceAnnouncer) publishes the join only for the
+// first claim and the leave only when the last is withdrawn, and the
+// claims are those AddMember and RemoveMember make.
+func testPresenceAnnounced(t *testing.T, nb NewBroker) {
+	b := nb(t, defaultRetention())
+	a, ok := b.(hub.PresenceAnnouncer)
+	if !ok {
+		t.Log("the broker records presence and events in separate steps")
+		return
+	}
+	rec := NewRecorder()
+	b.SetHandler(rec)
+	c := ctx(t)
+	if err := b.Subscribe(c, "pann"); err != nil {
+		t.Fatal(err)
+	}
+	bob := protocol.Member{User: "bob", Name: "Bob"}
+	join := hub.Event{Kind: hub.EventPresence, Room: "pann", User: "bob", Name: "Bob", State: protocol.PresenceJoin}
+	leave := join
+	leave.State = protocol.PresenceLeave
+	marker := hub.Event{Kind: hub.EventTyping, Room: "pann", User: "marker"}
+	steps := []struct {
+		op   string // announce, withdraw
+		want bool   // first / last
+		ev   *hub.Event
+	}{
+		{"announce", true, &join},
+		{"announce", false, nil},
+		{"withdraw", true, &leave},
+		{"withdraw", false, nil},
+		{"announce", true, &join},
+	}
+	for i, s := range steps {
+		var got bool
+		var err error
+		if s.op == "announce" {
+			got, err = a.AnnounceMember(c, "pann", bob, join)
+		} else {
+			got, err = a.WithdrawMember(c, "pann", "bob", leave)
+		}
+		if err != nil {
+			t.Fatalf("step %d %s: %v", i, s.op, err)
+		}
+		if got != s.want {
+			t.Errorf("step %d %s: first/last = %v, want %v", i, s.op, got, s.want)
+		}
+		// The marker, published after the step, comes after its event
+		// if any, and right away if none.
+		if err := b.PublishEvent(c, marker); err != nil {
+			t.Fatal(err)
+		}
+		if s.ev != nil {
+			if ev := rec.NextEvent(t); ev != *s.ev {
+				t.Fatalf("step %d %s: delivered %+v, want %+v", i, s.op, ev, *s.ev)
+			}
+		}
+		if ev := rec.NextEvent(t); ev != marker {
+			t.Fatalf("step %d %s: delivered %+v, want only the marker", i, s.op, ev)
+		}
+		members, err := b.Members(c, "pann")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if present := len(members) == 1 && members[0] == bob; present != (s.op == "announce") {
+			t.Errorf("step %d %s: members %v", i, s.op, members)
+		}
 	}
 }
 

@@ -397,12 +397,32 @@ func (b *Broker) Since(ctx context.Context, room, since string) ([]protocol.Mess
 
 // AddMember implements hub.Broker: the node claims the user's presence.
 func (b *Broker) AddMember(ctx context.Context, room string, m protocol.Member) (bool, error) {
+	return b.addMember(ctx, room, m, nil)
+}
+
+// AnnounceMember implements hub.PresenceAnnouncer: the claim and the join
+// event are one script call.
+func (b *Broker) AnnounceMember(ctx context.Context, room string, m protocol.Member, join hub.Event) (bool, error) {
+	return b.addMember(ctx, room, m, b.publishArgs(join))
+}
+
+// publishArgs are the presence scripts' optional arguments that make them
+// publish ev on its room's channel.
+func (b *Broker) publishArgs(ev hub.Event) []any {
+	cmd := "PUBLISH"
+	if b.cluster != nil {
+		cmd = "SPUBLISH" // sharded pub/sub, see shard.go
+	}
+	return []any{cmd, b.keys(ev.Room).channel, encodeEvent(ev)}
+}
+
+func (b *Broker) addMember(ctx context.Context, room string, m protocol.Member, publish []any) (bool, error) {
 	if err := b.settle(ctx, room); err != nil {
 		return false, err
 	}
 	k := b.keys(room)
-	first, err := addMemberScript.Run(ctx, b.client, []string{k.presence, k.entries},
-		m.User, m.Name, b.cfg.NodeID, b.cfg.PresenceTTL.Milliseconds()).Int()
+	args := append([]any{m.User, m.Name, b.cfg.NodeID, b.cfg.PresenceTTL.Milliseconds()}, publish...)
+	first, err := addMemberScript.Run(ctx, b.client, []string{k.presence, k.entries}, args...).Int()
 	if err != nil {
 		return false, classify("presence "+room, err)
 	}
@@ -420,6 +440,16 @@ func (b *Broker) AddMember(ctx context.Context, room string, m protocol.Member) 
 // RemoveMember implements hub.Broker. The local claim is forgotten even
 // when Redis cannot be told: the claim then expires after PresenceTTL.
 func (b *Broker) RemoveMember(ctx context.Context, room, user string) (bool, error) {
+	return b.removeMember(ctx, room, user, nil)
+}
+
+// WithdrawMember implements hub.PresenceAnnouncer: the withdrawal and the
+// leave event are one script call.
+func (b *Broker) WithdrawMember(ctx context.Context, room, user string, leave hub.Event) (bool, error) {
+	return b.removeMember(ctx, room, user, b.publishArgs(leave))
+}
+
+func (b *Broker) removeMember(ctx context.Context, room, user string, publish []any) (bool, error) {
 	// Registered again first, so that the users who still show the user
 	// present learn that they left.
 	serr := b.settle(ctx, room)
@@ -435,8 +465,8 @@ func (b *Broker) RemoveMember(ctx context.Context, room, user string) (bool, err
 		return false, serr
 	}
 	k := b.keys(room)
-	last, err := removeMemberScript.Run(ctx, b.client, []string{k.presence, k.entries},
-		user, b.cfg.NodeID, b.cfg.PresenceTTL.Milliseconds()).Int()
+	args := append([]any{user, b.cfg.NodeID, b.cfg.PresenceTTL.Milliseconds()}, publish...)
+	last, err := removeMemberScript.Run(ctx, b.client, []string{k.presence, k.entries}, args...).Int()
 	if err != nil {
 		return false, classify("presence "+room, err)
 	}

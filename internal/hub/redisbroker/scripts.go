@@ -188,8 +188,10 @@ end
 
 // addMemberScript claims a user's presence for a node.
 //
-// KEYS: presence, entries. ARGV: user, name, node, ttl ms. Returns 1 when
-// no node had a live claim for the user before.
+// KEYS: presence, entries. ARGV: user, name, node, ttl ms, and optionally
+// a publish command (PUBLISH or SPUBLISH), the room's channel and the join
+// event, published when the user is first. Returns 1 when no node had a
+// live claim for the user before.
 var addMemberScript = redis.NewScript(luaCommon + luaPresence + `
 local now, ttl = now_ms(), tonumber(ARGV[4])
 local e, top = load(KEYS[2], ARGV[1], now)
@@ -202,13 +204,16 @@ e.n = ARGV[2]
 e.e[ARGV[3]] = now + ttl
 if now + ttl > top then top = now + ttl end
 store(KEYS[1], KEYS[2], ARGV[1], e, top, ttl)
+if first == 1 and ARGV[5] then redis.call(ARGV[5], ARGV[6], ARGV[7]) end
 return first
 `)
 
 // removeMemberScript drops a node's claim.
 //
-// KEYS: presence, entries. ARGV: user, node, ttl ms. Returns 1 when the
-// user was present and no live claim is left.
+// KEYS: presence, entries. ARGV: user, node, ttl ms, and optionally a
+// publish command, the room's channel and the leave event, published when
+// no live claim is left. Returns 1 when the user was present and no live
+// claim is left.
 var removeMemberScript = redis.NewScript(luaCommon + luaPresence + `
 local now = now_ms()
 if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then return 0 end
@@ -217,7 +222,10 @@ e.e[ARGV[2]] = nil
 redis.call('HSET', KEYS[2], ARGV[1], cjson.encode(e))
 local e2, top = load(KEYS[2], ARGV[1], now)
 store(KEYS[1], KEYS[2], ARGV[1], e2, top, tonumber(ARGV[3]))
-if top == 0 then return 1 end
+if top == 0 then
+  if ARGV[4] then redis.call(ARGV[4], ARGV[5], ARGV[6]) end
+  return 1
+end
 return 0
 `)
 

@@ -92,6 +92,14 @@ type Broker interface {
 	Close() error
 }
 
+// JoinReader is implemented by a broker that reads what a join needs in
+// one round trip (the Redis broker: one pipeline) rather than two.
+type JoinReader interface {
+	// ReadJoin is Since(room, since) when since is given, else
+	// History(room, "", limit), and Members(room).
+	ReadJoin(ctx context.Context, room, since string, limit int) (history []protocol.Message, recovered bool, members []protocol.Member, err error)
+}
+
 // PresenceAnnouncer is implemented by a broker that can record presence
 // and publish the event it causes in one step, one round trip where two
 // would be made otherwise (the Redis broker: in the presence script).

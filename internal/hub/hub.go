@@ -225,22 +225,9 @@ func (h *Hub) Join(ctx context.Context, c Conn, name string, member protocol.Mem
 }
 
 func (h *Hub) serveJoin(ctx context.Context, c Conn, r *room, member protocol.Member, ref, since string, historyLimit int) (JoinResult, error) {
-	var (
-		history   []protocol.Message
-		recovered bool
-		err       error
-	)
-	if since != "" {
-		history, recovered, err = h.broker.Since(ctx, r.name, since)
-	} else {
-		history, _, err = h.broker.History(ctx, r.name, "", historyLimit)
-	}
+	history, recovered, members, err := h.readJoin(ctx, r.name, since, historyLimit)
 	if err != nil {
-		return JoinResult{}, fmt.Errorf("join %s: history: %w", r.name, err)
-	}
-	members, err := h.broker.Members(ctx, r.name)
-	if err != nil {
-		return JoinResult{}, fmt.Errorf("join %s: members: %w", r.name, err)
+		return JoinResult{}, err
 	}
 	last, _ := protocol.ParseID(since)
 	if n := len(history); n > 0 {
@@ -267,6 +254,31 @@ func (h *Hub) serveJoin(ctx context.Context, c Conn, r *room, member protocol.Me
 		c.Flush()
 	}
 	return JoinResult{History: len(history), Recovered: recovered}, nil
+}
+
+// readJoin reads the history (or what came after since) and the members
+// for a join: in one step where the broker can.
+func (h *Hub) readJoin(ctx context.Context, room, since string, historyLimit int) (history []protocol.Message, recovered bool, members []protocol.Member, err error) {
+	if jr, ok := h.broker.(JoinReader); ok {
+		history, recovered, members, err = jr.ReadJoin(ctx, room, since, historyLimit)
+		if err != nil {
+			return nil, false, nil, fmt.Errorf("join %s: %w", room, err)
+		}
+		return history, recovered, members, nil
+	}
+	if since != "" {
+		history, recovered, err = h.broker.Since(ctx, room, since)
+	} else {
+		history, _, err = h.broker.History(ctx, room, "", historyLimit)
+	}
+	if err != nil {
+		return nil, false, nil, fmt.Errorf("join %s: history: %w", room, err)
+	}
+	members, err = h.broker.Members(ctx, room)
+	if err != nil {
+		return nil, false, nil, fmt.Errorf("join %s: members: %w", room, err)
+	}
+	return history, recovered, members, nil
 }
 
 // attach registers c in the room (pending), subscribes the node to the

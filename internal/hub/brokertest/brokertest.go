@@ -45,6 +45,7 @@ func Run(t *testing.T, newBroker NewBroker) {
 		{"Presence", testPresence},
 		{"Events", testEvents},
 		{"PresenceAnnounced", testPresenceAnnounced},
+		{"ReadJoin", testReadJoin},
 		{"CanceledContext", testCanceled},
 		{"Ready", testReady},
 	}
@@ -723,6 +724,69 @@ func testPresenceAnnounced(t *testing.T, nb NewBroker) {
 		if present := len(members) == 1 && members[0] == bob; present != (s.op == "announce") {
 			t.Errorf("step %d %s: members %v", i, s.op, members)
 		}
+	}
+}
+
+// testReadJoin: a broker that reads a join's history and members in one
+// step (hub.JoinReader) answers what History or Since and Members answer.
+func testReadJoin(t *testing.T, nb NewBroker) {
+	b := nb(t, hub.RetentionConfig{Size: 5, TTL: time.Hour})
+	jr, ok := b.(hub.JoinReader)
+	if !ok {
+		t.Log("the broker reads a join's history and members in separate steps")
+		return
+	}
+	c := ctx(t)
+	var ids []string
+	for i := range 8 {
+		ids = append(ids, Publish(t, b, "rj", "ann", "m"+strconv.Itoa(i), "").ID)
+	}
+	for _, u := range []string{"bob", "ann"} {
+		if _, err := b.AddMember(c, "rj", protocol.Member{User: u, Name: "N" + u}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cases := []struct {
+		name, room, since string
+		limit             int
+	}{
+		{"latest", "rj", "", 3},
+		{"more than kept", "rj", "", 50},
+		{"no history", "rj", "", 0},
+		{"since recovered", "rj", ids[5], 50},
+		{"since trimmed", "rj", ids[0], 50},
+		{"since the last", "rj", ids[7], 50},
+		{"since not an id", "rj", "x-y", 50},
+		{"empty room", "rj-none", "", 50},
+		{"empty room since", "rj-none", ids[3], 50},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			hist, rec, members, err := jr.ReadJoin(c, tc.room, tc.since, tc.limit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var want []protocol.Message
+			var wantRec bool
+			if tc.since != "" {
+				want, wantRec, err = b.Since(c, tc.room, tc.since)
+			} else {
+				want, _, err = b.History(c, tc.room, "", tc.limit)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantMembers, err := b.Members(c, tc.room)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !equal(texts(hist), texts(want)) || rec != wantRec {
+				t.Errorf("history %v recovered %v, want %v %v", texts(hist), rec, texts(want), wantRec)
+			}
+			if fmt.Sprint(members) != fmt.Sprint(wantMembers) {
+				t.Errorf("members %v, want %v", members, wantMembers)
+			}
+		})
 	}
 }
 

@@ -343,6 +343,13 @@ func (b *Broker) History(ctx context.Context, room, before string, limit int) ([
 	if err != nil {
 		return nil, false, classify("history "+room, err)
 	}
+	msgs, more := historyReply(room, res, limit)
+	return msgs, more, nil
+}
+
+// historyReply is the messages of historyScript's reply, oldest first,
+// and whether there are more.
+func historyReply(room string, res []any, limit int) ([]protocol.Message, bool) {
 	more := len(res) > limit
 	if more {
 		res = res[:limit]
@@ -353,7 +360,7 @@ func (b *Broker) History(ctx context.Context, room, before string, limit int) ([
 			out = append(out, m)
 		}
 	}
-	return out, more, nil
+	return out, more
 }
 
 // maxID is the largest id; nothing comes after it.
@@ -369,15 +376,25 @@ func (b *Broker) Since(ctx context.Context, room, since string) ([]protocol.Mess
 	if !ok {
 		return nil, false, nil
 	}
-	arg := sid
-	if sid == maxID {
-		arg = prevID(maxID) // "(" of the largest id is not an id; nothing is after it anyway
-	}
 	k := b.keys(room)
-	res, err := sinceScript.Run(ctx, b.client, []string{k.stream, k.meta}, b.ttlMS(), arg.String()).Slice()
+	res, err := sinceScript.Run(ctx, b.client, []string{k.stream, k.meta}, b.ttlMS(), sinceArg(sid)).Slice()
 	if err != nil {
 		return nil, false, classify("since "+room, err)
 	}
+	return sinceReply(room, sid, res)
+}
+
+// sinceArg is sinceScript's argument for since.
+func sinceArg(sid protocol.ID) string {
+	if sid == maxID {
+		return prevID(maxID).String() // "(" of the largest id is not an id; nothing is after it anyway
+	}
+	return sid.String()
+}
+
+// sinceReply is the messages of sinceScript's reply after sid, oldest
+// first, and whether they are all there were.
+func sinceReply(room string, sid protocol.ID, res []any) ([]protocol.Message, bool, error) {
 	if len(res) != 3 {
 		return nil, false, fmt.Errorf("since %s: unexpected reply %v", room, res)
 	}
@@ -501,12 +518,90 @@ func (b *Broker) Members(ctx context.Context, room string) ([]protocol.Member, e
 	if err != nil {
 		return nil, classify("members "+room, err)
 	}
+	return membersReply(res), nil
+}
+
+// membersReply is the members of membersScript's reply, sorted by user.
+func membersReply(res []string) []protocol.Member {
 	out := make([]protocol.Member, 0, len(res)/2)
 	for i := 0; i+1 < len(res); i += 2 {
 		out = append(out, protocol.Member{User: res[i], Name: res[i+1]})
 	}
 	slices.SortFunc(out, func(a, b protocol.Member) int { return strings.Compare(a.User, b.User) })
-	return out, nil
+	return out
+}
+
+// ReadJoin implements hub.JoinReader: the history (or, with since, what
+// came after it) and the members, in one pipelined round trip instead of
+// two. Both scripts touch only the room's keys, so in a cluster the
+// pipeline goes to the room's node.
+func (b *Broker) ReadJoin(ctx context.Context, room, since string, limit int) ([]protocol.Message, bool, []protocol.Member, error) {
+	sid, recover := protocol.ID{}, since != ""
+	if recover {
+		var ok bool
+		if sid, ok = protocol.ParseID(since); !ok {
+			recover, limit = false, 0 // as Since: nothing to recover after what is not an id
+		}
+	}
+	if err := b.settle(ctx, room); err != nil {
+		return nil, false, nil, err
+	}
+	k := b.keys(room)
+	var hist, mem *redis.Cmd
+	_, err := b.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		switch {
+		case recover:
+			hist = sinceScript.EvalSha(ctx, p, []string{k.stream, k.meta}, b.ttlMS(), sinceArg(sid))
+		case limit > 0:
+			hist = historyScript.EvalSha(ctx, p, []string{k.stream, k.meta}, b.ttlMS(), "", limit)
+		}
+		mem = membersScript.EvalSha(ctx, p, []string{k.presence, k.entries})
+		return nil
+	})
+	if redis.HasErrorPrefix(err, "NOSCRIPT") {
+		// A Redis that lost its scripts (restarted, flushed): one by one,
+		// each loading its script again.
+		return b.readJoinApart(ctx, room, since, limit)
+	}
+	if err != nil {
+		return nil, false, nil, classify("join "+room, err)
+	}
+	var (
+		history   []protocol.Message
+		recovered bool
+	)
+	if hist != nil {
+		res, err := hist.Slice()
+		if err != nil {
+			return nil, false, nil, classify("join "+room, err)
+		}
+		if recover {
+			if history, recovered, err = sinceReply(room, sid, res); err != nil {
+				return nil, false, nil, err
+			}
+		} else {
+			history, _ = historyReply(room, res, limit)
+		}
+	}
+	res, err := mem.StringSlice()
+	if err != nil {
+		return nil, false, nil, classify("members "+room, err)
+	}
+	return history, recovered, membersReply(res), nil
+}
+
+// readJoinApart is ReadJoin in separate calls.
+func (b *Broker) readJoinApart(ctx context.Context, room, since string, limit int) (history []protocol.Message, recovered bool, members []protocol.Member, err error) {
+	if since != "" {
+		history, recovered, err = b.Since(ctx, room, since)
+	} else {
+		history, _, err = b.History(ctx, room, "", limit)
+	}
+	if err != nil {
+		return nil, false, nil, err
+	}
+	members, err = b.Members(ctx, room)
+	return history, recovered, members, err
 }
 
 // PublishEvent implements hub.Broker. Events are not stored.

@@ -536,11 +536,11 @@ func membersReply(res []string) []protocol.Member {
 // two. Both scripts touch only the room's keys, so in a cluster the
 // pipeline goes to the room's node.
 func (b *Broker) ReadJoin(ctx context.Context, room, since string, limit int) ([]protocol.Message, bool, []protocol.Member, error) {
-	sid, recover := protocol.ID{}, since != ""
-	if recover {
+	sid, fromSince := protocol.ID{}, since != ""
+	if fromSince {
 		var ok bool
 		if sid, ok = protocol.ParseID(since); !ok {
-			recover, limit = false, 0 // as Since: nothing to recover after what is not an id
+			fromSince, limit = false, 0 // as Since: nothing to recover after what is not an id
 		}
 	}
 	if err := b.settle(ctx, room); err != nil {
@@ -548,20 +548,24 @@ func (b *Broker) ReadJoin(ctx context.Context, room, since string, limit int) ([
 	}
 	k := b.keys(room)
 	var hist, mem *redis.Cmd
-	_, err := b.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-		switch {
-		case recover:
-			hist = sinceScript.EvalSha(ctx, p, []string{k.stream, k.meta}, b.ttlMS(), sinceArg(sid))
-		case limit > 0:
-			hist = historyScript.EvalSha(ctx, p, []string{k.stream, k.meta}, b.ttlMS(), "", limit)
-		}
-		mem = membersScript.EvalSha(ctx, p, []string{k.presence, k.entries})
-		return nil
-	})
+	pipeline := func(bySHA bool) error {
+		_, err := b.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+			switch {
+			case fromSince:
+				hist = evalIn(ctx, p, sinceScript, bySHA, []string{k.stream, k.meta}, b.ttlMS(), sinceArg(sid))
+			case limit > 0:
+				hist = evalIn(ctx, p, historyScript, bySHA, []string{k.stream, k.meta}, b.ttlMS(), "", limit)
+			}
+			mem = evalIn(ctx, p, membersScript, bySHA, []string{k.presence, k.entries})
+			return nil
+		})
+		return err
+	}
+	err := pipeline(true)
 	if redis.HasErrorPrefix(err, "NOSCRIPT") {
-		// A Redis that lost its scripts (restarted, flushed): one by one,
-		// each loading its script again.
-		return b.readJoinApart(ctx, room, since, limit)
+		// A Redis that lost its scripts (restarted, flushed): their text
+		// this once, which has Redis cache them again.
+		err = pipeline(false)
 	}
 	if err != nil {
 		return nil, false, nil, classify("join "+room, err)
@@ -575,7 +579,7 @@ func (b *Broker) ReadJoin(ctx context.Context, room, since string, limit int) ([
 		if err != nil {
 			return nil, false, nil, classify("join "+room, err)
 		}
-		if recover {
+		if fromSince {
 			if history, recovered, err = sinceReply(room, sid, res); err != nil {
 				return nil, false, nil, err
 			}
@@ -590,18 +594,13 @@ func (b *Broker) ReadJoin(ctx context.Context, room, since string, limit int) ([
 	return history, recovered, membersReply(res), nil
 }
 
-// readJoinApart is ReadJoin in separate calls.
-func (b *Broker) readJoinApart(ctx context.Context, room, since string, limit int) (history []protocol.Message, recovered bool, members []protocol.Member, err error) {
-	if since != "" {
-		history, recovered, err = b.Since(ctx, room, since)
-	} else {
-		history, _, err = b.History(ctx, room, "", limit)
+// evalIn queues script on a pipeline, by its SHA or, for a Redis that
+// may not have it (pipelines do not fall back to EVAL), with its text.
+func evalIn(ctx context.Context, p redis.Pipeliner, script *redis.Script, bySHA bool, keys []string, args ...any) *redis.Cmd {
+	if bySHA {
+		return script.EvalSha(ctx, p, keys, args...)
 	}
-	if err != nil {
-		return nil, false, nil, err
-	}
-	members, err = b.Members(ctx, room)
-	return history, recovered, members, err
+	return script.Eval(ctx, p, keys, args...)
 }
 
 // PublishEvent implements hub.Broker. Events are not stored.
@@ -744,11 +743,7 @@ func (b *Broker) renew(ctx context.Context, rooms map[string][]any) error {
 	cmds := make(map[string]*redis.Cmd, len(rooms))
 	for room, args := range rooms {
 		k := b.keys(room)
-		if bySHA {
-			cmds[room] = refreshScript.EvalSha(ctx, pipe, []string{k.presence, k.entries}, args...)
-		} else {
-			cmds[room] = refreshScript.Eval(ctx, pipe, []string{k.presence, k.entries}, args...)
-		}
+		cmds[room] = evalIn(ctx, pipe, refreshScript, bySHA, []string{k.presence, k.entries}, args...)
 	}
 	_, _ = pipe.Exec(ctx) // each command's error is looked at below
 	var err error

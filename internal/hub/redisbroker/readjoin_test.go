@@ -9,7 +9,7 @@ import (
 
 // TestReadJoinAfterScriptFlush: a Redis that lost its scripts (restarted,
 // or SCRIPT FLUSH) answers the join's pipeline with NOSCRIPT; ReadJoin
-// then reads one call at a time, loading the scripts again.
+// then sends the scripts' text, which Redis caches again.
 func TestReadJoinAfterScriptFlush(t *testing.T) {
 	t.Parallel()
 	srv := standalone(t)

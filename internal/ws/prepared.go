@@ -115,21 +115,9 @@ func (c *Conn) WritePrepared(pms ...*PreparedMessage) error {
 		frame, _ := pms[0].frameFor(c)
 		return c.netWriteLocked(frame)
 	}
-	total := 0
-	for _, pm := range pms {
-		frame, _ := pm.frameFor(c)
-		total += len(frame)
-	}
-	if total <= writeBufferSize {
-		// Copied into one pooled buffer: one write, nothing kept.
-		bp := getWriteBuffer()
-		b := *bp
-		for _, pm := range pms {
-			frame, _ := pm.frameFor(c)
-			b = append(b, frame...)
-		}
-		err := c.netWriteLocked(b)
-		*bp = b
+	if bp := c.coalesce(pms); bp != nil {
+		// One write, nothing kept.
+		err := c.netWriteLocked(*bp)
 		putWriteBuffer(bp)
 		return err
 	}
@@ -139,6 +127,28 @@ func (c *Conn) WritePrepared(pms ...*PreparedMessage) error {
 		c.w.vec = append(c.w.vec, frame)
 	}
 	return c.writevLocked(c.w.vec...)
+}
+
+// coalesce copies the frames of pms for c into one pooled write buffer,
+// when together they fit in one (small messages that piled up: one write
+// system call for all); nil when they do not.
+func (c *Conn) coalesce(pms []*PreparedMessage) *[]byte {
+	total := 0
+	for _, pm := range pms {
+		frame, _ := pm.frameFor(c)
+		total += len(frame)
+	}
+	if total > writeBufferSize {
+		return nil
+	}
+	bp := getWriteBuffer()
+	b := *bp
+	for _, pm := range pms {
+		frame, _ := pm.frameFor(c)
+		b = append(b, frame...)
+	}
+	*bp = b
+	return bp
 }
 
 // TryWritePrepared writes the messages if it can do so without waiting,
@@ -186,19 +196,8 @@ func (c *Conn) TryWritePrepared(pms ...*PreparedMessage) (taken, complete bool, 
 		}
 		return true, n == len(frame), nil
 	}
-	total := 0
-	for _, pm := range pms {
-		frame, _ := pm.frameFor(c)
-		total += len(frame)
-	}
-	if total <= writeBufferSize {
-		bp := getWriteBuffer()
+	if bp := c.coalesce(pms); bp != nil {
 		b := *bp
-		for _, pm := range pms {
-			frame, _ := pm.frameFor(c)
-			b = append(b, frame...)
-		}
-		*bp = b
 		n, err := c.tryWrite(b)
 		if err != nil {
 			putWriteBuffer(bp)

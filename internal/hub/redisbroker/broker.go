@@ -29,6 +29,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"slices"
 	"strconv"
@@ -615,18 +616,21 @@ func (b *Broker) PublishEvent(ctx context.Context, ev hub.Event) error {
 	return classify("event "+ev.Room, err)
 }
 
+// shardList is the broker's shards at this moment, for a caller that
+// goes through them without holding shardsMu.
+func (b *Broker) shardList() []*shard {
+	b.shardsMu.Lock()
+	defer b.shardsMu.Unlock()
+	return slices.Collect(maps.Values(b.shards))
+}
+
 // Ready implements hub.Broker: Redis answers, and every pub/sub
 // connection is up and delivering its probes.
 func (b *Broker) Ready(ctx context.Context) error {
 	if err := b.client.Ping(ctx).Err(); err != nil {
 		return classify("redis ping", err)
 	}
-	b.shardsMu.Lock()
-	shards := make([]*shard, 0, len(b.shards))
-	for _, sh := range b.shards {
-		shards = append(shards, sh)
-	}
-	b.shardsMu.Unlock()
+	shards := b.shardList()
 	for _, sh := range shards {
 		if err := sh.health(); err != nil {
 			return err

@@ -148,12 +148,7 @@ func bg(t testing.TB) context.Context {
 // subscriptions, and its presence claims left in Redis to expire.
 func (b *Broker) abandon() {
 	b.cancel()
-	b.shardsMu.Lock()
-	shards := make([]*shard, 0, len(b.shards))
-	for _, sh := range b.shards {
-		shards = append(shards, sh)
-	}
-	b.shardsMu.Unlock()
+	shards := b.shardList()
 	for _, sh := range shards {
 		sh.stop()
 	}

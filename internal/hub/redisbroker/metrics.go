@@ -48,12 +48,7 @@ func (b *Broker) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect implements prometheus.Collector.
 func (b *Broker) Collect(ch chan<- prometheus.Metric) {
-	b.shardsMu.Lock()
-	shards := make([]*shard, 0, len(b.shards))
-	for _, sh := range b.shards {
-		shards = append(shards, sh)
-	}
-	b.shardsMu.Unlock()
+	shards := b.shardList()
 	for _, sh := range shards {
 		name := sh.addr
 		if name == "" {

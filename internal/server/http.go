@@ -23,7 +23,14 @@ func writeError(w http.ResponseWriter, status int, code, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(map[string]string{"error": code, "message": msg})
+	_, _ = w.Write(errorBody(code, msg))
+}
+
+// errorBody is the body of every HTTP error chatd sends (PROTOCOL.md §1),
+// {"error":"<code>","message":"<msg>"} and a newline.
+func errorBody(code, msg string) []byte {
+	b, _ := json.Marshal(map[string]string{"error": code, "message": msg}) // strings always marshal
+	return append(b, '\n')
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -3,7 +3,6 @@ package server
 import (
 	"bufio"
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -426,12 +425,7 @@ func jsonCannedError(p []byte) (out []byte, ok bool) {
 			errCode = "internal"
 		}
 	}
-	// As writeError writes it: the encoder's object and newline.
-	js, err := json.Marshal(map[string]string{"error": errCode, "message": msg})
-	if err != nil {
-		return nil, false
-	}
-	js = append(js, '\n')
+	js := errorBody(errCode, msg)
 	var b bytes.Buffer
 	b.Grow(160 + len(js))
 	b.WriteString(cannedPrefix + strconv.Itoa(code) + " " + text + "\r\n")

@@ -82,6 +82,18 @@ type Broker interface {
 	RemoveMember(ctx context.Context, room, user string) (last bool, err error)
 	Members(ctx context.Context, room string) ([]protocol.Member, error)
 
+	// AnnounceMember is AddMember and, when first, PublishEvent(join);
+	// WithdrawMember is RemoveMember and, when last, PublishEvent(leave).
+	// A broker may make each one step (the Redis broker: one script, one
+	// round trip, the event atomic with the claim).
+	AnnounceMember(ctx context.Context, room string, m protocol.Member, join Event) (first bool, err error)
+	WithdrawMember(ctx context.Context, room, user string, leave Event) (last bool, err error)
+
+	// ReadJoin reads what a join needs: Since(room, since) when since is
+	// given, else History(room, "", limit), and Members(room). A broker
+	// may read them in one step (the Redis broker: one pipeline).
+	ReadJoin(ctx context.Context, room, since string, limit int) (history []protocol.Message, recovered bool, members []protocol.Member, err error)
+
 	// PublishEvent delivers an ephemeral event to every subscribed node.
 	PublishEvent(ctx context.Context, ev Event) error
 
@@ -90,24 +102,6 @@ type Broker interface {
 
 	// Close releases the broker's resources.
 	Close() error
-}
-
-// JoinReader is implemented by a broker that reads what a join needs in
-// one round trip (the Redis broker: one pipeline) rather than two.
-type JoinReader interface {
-	// ReadJoin is Since(room, since) when since is given, else
-	// History(room, "", limit), and Members(room).
-	ReadJoin(ctx context.Context, room, since string, limit int) (history []protocol.Message, recovered bool, members []protocol.Member, err error)
-}
-
-// PresenceAnnouncer is implemented by a broker that can record presence
-// and publish the event it causes in one step, one round trip where two
-// would be made otherwise (the Redis broker: in the presence script).
-type PresenceAnnouncer interface {
-	// AnnounceMember is AddMember and, when first, PublishEvent(join).
-	AnnounceMember(ctx context.Context, room string, m protocol.Member, join Event) (first bool, err error)
-	// WithdrawMember is RemoveMember and, when last, PublishEvent(leave).
-	WithdrawMember(ctx context.Context, room, user string, leave Event) (last bool, err error)
 }
 
 // PresenceLapser is implemented by a broker whose presence claims expire

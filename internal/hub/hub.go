@@ -225,9 +225,9 @@ func (h *Hub) Join(ctx context.Context, c Conn, name string, member protocol.Mem
 }
 
 func (h *Hub) serveJoin(ctx context.Context, c Conn, r *room, member protocol.Member, ref, since string, historyLimit int) (JoinResult, error) {
-	history, recovered, members, err := h.readJoin(ctx, r.name, since, historyLimit)
+	history, recovered, members, err := h.broker.ReadJoin(ctx, r.name, since, historyLimit)
 	if err != nil {
-		return JoinResult{}, err
+		return JoinResult{}, fmt.Errorf("join %s: %w", r.name, err)
 	}
 	last, _ := protocol.ParseID(since)
 	if n := len(history); n > 0 {
@@ -254,31 +254,6 @@ func (h *Hub) serveJoin(ctx context.Context, c Conn, r *room, member protocol.Me
 		c.Flush()
 	}
 	return JoinResult{History: len(history), Recovered: recovered}, nil
-}
-
-// readJoin reads the history (or what came after since) and the members
-// for a join: in one step where the broker can.
-func (h *Hub) readJoin(ctx context.Context, room, since string, historyLimit int) (history []protocol.Message, recovered bool, members []protocol.Member, err error) {
-	if jr, ok := h.broker.(JoinReader); ok {
-		history, recovered, members, err = jr.ReadJoin(ctx, room, since, historyLimit)
-		if err != nil {
-			return nil, false, nil, fmt.Errorf("join %s: %w", room, err)
-		}
-		return history, recovered, members, nil
-	}
-	if since != "" {
-		history, recovered, err = h.broker.Since(ctx, room, since)
-	} else {
-		history, _, err = h.broker.History(ctx, room, "", historyLimit)
-	}
-	if err != nil {
-		return nil, false, nil, fmt.Errorf("join %s: history: %w", room, err)
-	}
-	members, err = h.broker.Members(ctx, room)
-	if err != nil {
-		return nil, false, nil, fmt.Errorf("join %s: members: %w", room, err)
-	}
-	return history, recovered, members, nil
 }
 
 // attach registers c in the room (pending), subscribes the node to the
@@ -323,7 +298,8 @@ func (h *Hub) attach(ctx context.Context, c Conn, name string, member protocol.M
 	r.mu.Unlock()
 
 	if firstLocal {
-		if _, err := h.addMember(ctx, name, member); err != nil {
+		join := Event{Kind: EventPresence, Room: name, User: member.User, Name: member.Name, State: protocol.PresenceJoin}
+		if _, err := h.broker.AnnounceMember(ctx, name, member, join); err != nil {
 			// Undo the registration; the broker did not count the user.
 			r.mu.Lock()
 			delete(r.conns, c)
@@ -336,36 +312,6 @@ func (h *Hub) attach(ctx context.Context, c Conn, name string, member protocol.M
 		}
 	}
 	return r, nil
-}
-
-// addMember records member's presence in room and, if they are the
-// first, announces their join: in one step where the broker can.
-func (h *Hub) addMember(ctx context.Context, room string, member protocol.Member) (first bool, err error) {
-	join := Event{Kind: EventPresence, Room: room, User: member.User, Name: member.Name, State: protocol.PresenceJoin}
-	if a, ok := h.broker.(PresenceAnnouncer); ok {
-		return a.AnnounceMember(ctx, room, member, join)
-	}
-	first, err = h.broker.AddMember(ctx, room, member)
-	if err == nil && first {
-		// Presence is best effort: a lost event does not fail the join.
-		_ = h.broker.PublishEvent(ctx, join)
-	}
-	return first, err
-}
-
-// removeMember withdraws member's presence from room and, if no
-// connection of theirs is left anywhere, announces their leave: in one
-// step where the broker can.
-func (h *Hub) removeMember(ctx context.Context, room string, member protocol.Member) {
-	leave := Event{Kind: EventPresence, Room: room, User: member.User, Name: member.Name, State: protocol.PresenceLeave}
-	if a, ok := h.broker.(PresenceAnnouncer); ok {
-		_, _ = a.WithdrawMember(ctx, room, member.User, leave)
-		return
-	}
-	last, err := h.broker.RemoveMember(ctx, room, member.User)
-	if err == nil && last {
-		_ = h.broker.PublishEvent(ctx, leave)
-	}
 }
 
 // Drain tells the hub that the node is shutting down and its
@@ -435,7 +381,8 @@ func (h *Hub) detach(ctx context.Context, c Conn, r *room, lapse bool) bool {
 			// claim as it is, to expire all the same.
 			_ = l.LapseMember(ctx, r.name, user)
 		} else {
-			h.removeMember(ctx, r.name, ms.member)
+			leave := Event{Kind: EventPresence, Room: r.name, User: user, Name: ms.member.Name, State: protocol.PresenceLeave}
+			_, _ = h.broker.WithdrawMember(ctx, r.name, user, leave)
 		}
 	}
 	r.unlockUser(user, lk)

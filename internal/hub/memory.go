@@ -458,6 +458,41 @@ func (b *MemoryBroker) Members(ctx context.Context, room string) ([]protocol.Mem
 	return out, nil
 }
 
+// AnnounceMember implements Broker: AddMember, then the event.
+func (b *MemoryBroker) AnnounceMember(ctx context.Context, room string, m protocol.Member, join Event) (bool, error) {
+	first, err := b.AddMember(ctx, room, m)
+	if err == nil && first {
+		// Presence is best effort: a lost event does not fail the join.
+		_ = b.PublishEvent(ctx, join)
+	}
+	return first, err
+}
+
+// WithdrawMember implements Broker: RemoveMember, then the event.
+func (b *MemoryBroker) WithdrawMember(ctx context.Context, room, user string, leave Event) (bool, error) {
+	last, err := b.RemoveMember(ctx, room, user)
+	if err == nil && last {
+		_ = b.PublishEvent(ctx, leave)
+	}
+	return last, err
+}
+
+// ReadJoin implements Broker: Since or History, then Members.
+func (b *MemoryBroker) ReadJoin(ctx context.Context, room, since string, limit int) (history []protocol.Message, recovered bool, members []protocol.Member, err error) {
+	if since != "" {
+		history, recovered, err = b.Since(ctx, room, since)
+	} else {
+		history, _, err = b.History(ctx, room, "", limit)
+	}
+	if err != nil {
+		return nil, false, nil, err
+	}
+	if members, err = b.Members(ctx, room); err != nil {
+		return nil, false, nil, err
+	}
+	return history, recovered, members, nil
+}
+
 // PublishEvent implements Broker.
 func (b *MemoryBroker) PublishEvent(ctx context.Context, ev Event) error {
 	r := b.room(ev.Room, false)

@@ -600,7 +600,7 @@ func (ts *testServer) metric(t testing.TB, name string) float64 {
 // failingBroker is a MemoryBroker whose calls fail for chosen rooms:
 // rooms named "down*" answer hub.ErrUnavailable on Publish, rooms named
 // "broken*" a plain error on Publish, rooms named "nohist*" a plain error
-// on History (a plain error is answered with internal), and rooms named
+// on History and ReadJoin (a plain error is answered with internal), and rooms named
 // "panic*" panic on Publish (a bug in chatd: close 1011). Ready fails
 // while unready is set.
 type failingBroker struct {
@@ -642,4 +642,11 @@ func (b failingBroker) History(ctx context.Context, room, before string, limit i
 		return nil, false, errBroken
 	}
 	return b.Broker.History(ctx, room, before, limit)
+}
+
+func (b failingBroker) ReadJoin(ctx context.Context, room, since string, limit int) ([]protocol.Message, bool, []protocol.Member, error) {
+	if strings.HasPrefix(room, "nohist") {
+		return nil, false, nil, errBroken
+	}
+	return b.Broker.ReadJoin(ctx, room, since, limit)
 }

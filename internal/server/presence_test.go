@@ -10,31 +10,31 @@ import (
 	"github.com/chatd/chatd/internal/protocol"
 )
 
-// gateBroker holds RemoveMember of user "bob" until the gate opens, so a
-// test can make a leave and a join of the same user overlap.
+// gateBroker holds the withdrawal of user "bob" until the gate opens, so
+// a test can make a leave and a join of the same user overlap.
 type gateBroker struct {
 	hub.Broker
-	removing chan struct{} // receives when bob's RemoveMember waits
-	adding   chan struct{} // receives when bob's AddMember is called
-	gate     chan struct{} // closed to let RemoveMember go on
+	removing chan struct{} // receives when bob's withdrawal waits
+	adding   chan struct{} // receives when bob's claim is made
+	gate     chan struct{} // closed to let the withdrawal go on
 }
 
-func (b *gateBroker) RemoveMember(ctx context.Context, room, user string) (bool, error) {
+func (b *gateBroker) WithdrawMember(ctx context.Context, room, user string, leave hub.Event) (bool, error) {
 	if user == "bob" {
 		b.removing <- struct{}{}
 		<-b.gate
 	}
-	return b.Broker.RemoveMember(ctx, room, user)
+	return b.Broker.WithdrawMember(ctx, room, user, leave)
 }
 
-func (b *gateBroker) AddMember(ctx context.Context, room string, m protocol.Member) (bool, error) {
+func (b *gateBroker) AnnounceMember(ctx context.Context, room string, m protocol.Member, join hub.Event) (bool, error) {
 	if m.User == "bob" {
 		select {
 		case b.adding <- struct{}{}:
 		default:
 		}
 	}
-	return b.Broker.AddMember(ctx, room, m)
+	return b.Broker.AnnounceMember(ctx, room, m, join)
 }
 
 // TestPresenceLeaveJoinOverlap: one tab of a user leaves a room while
@@ -54,7 +54,7 @@ func TestPresenceLeaveJoinOverlap(t *testing.T) {
 	<-gb.adding // b1's, consumed
 
 	b1.send(map[string]any{"type": "leave", "room": "lobby", "ref": "l"})
-	<-gb.removing // b1's leave waits in RemoveMember
+	<-gb.removing // b1's leave waits in WithdrawMember
 	b2.send(map[string]any{"type": "join", "room": "lobby", "ref": "j"})
 	// Give b2's join the chance to run into the broker while b1's leave
 	// is still in it (what the hub must prevent: it cannot be awaited,

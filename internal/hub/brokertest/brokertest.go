@@ -657,17 +657,11 @@ func testEvents(t *testing.T, nb NewBroker) {
 	}
 }
 
-// testPresenceAnnounced: a broker that records presence and publishes its
-// event in one step (hub.PresenceAnnouncer) publishes the join only for the
-// first claim and the leave only when the last is withdrawn, and the
-// claims are those AddMember and RemoveMember make.
+// testPresenceAnnounced: AnnounceMember publishes the join only for the
+// first claim and WithdrawMember the leave only when the last is
+// withdrawn, and the claims are those AddMember and RemoveMember make.
 func testPresenceAnnounced(t *testing.T, nb NewBroker) {
 	b := nb(t, defaultRetention())
-	a, ok := b.(hub.PresenceAnnouncer)
-	if !ok {
-		t.Log("the broker records presence and events in separate steps")
-		return
-	}
 	rec := NewRecorder()
 	b.SetHandler(rec)
 	c := ctx(t)
@@ -694,9 +688,9 @@ func testPresenceAnnounced(t *testing.T, nb NewBroker) {
 		var got bool
 		var err error
 		if s.op == "announce" {
-			got, err = a.AnnounceMember(c, "pann", bob, join)
+			got, err = b.AnnounceMember(c, "pann", bob, join)
 		} else {
-			got, err = a.WithdrawMember(c, "pann", "bob", leave)
+			got, err = b.WithdrawMember(c, "pann", "bob", leave)
 		}
 		if err != nil {
 			t.Fatalf("step %d %s: %v", i, s.op, err)
@@ -727,15 +721,10 @@ func testPresenceAnnounced(t *testing.T, nb NewBroker) {
 	}
 }
 
-// testReadJoin: a broker that reads a join's history and members in one
-// step (hub.JoinReader) answers what History or Since and Members answer.
+// testReadJoin: ReadJoin answers what History or Since and Members
+// answer.
 func testReadJoin(t *testing.T, nb NewBroker) {
 	b := nb(t, hub.RetentionConfig{Size: 5, TTL: time.Hour})
-	jr, ok := b.(hub.JoinReader)
-	if !ok {
-		t.Log("the broker reads a join's history and members in separate steps")
-		return
-	}
 	c := ctx(t)
 	var ids []string
 	for i := range 8 {
@@ -762,7 +751,7 @@ func testReadJoin(t *testing.T, nb NewBroker) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			hist, rec, members, err := jr.ReadJoin(c, tc.room, tc.since, tc.limit)
+			hist, rec, members, err := b.ReadJoin(c, tc.room, tc.since, tc.limit)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -418,7 +418,7 @@ func (b *Broker) AddMember(ctx context.Context, room string, m protocol.Member) 
 	return b.addMember(ctx, room, m, nil)
 }
 
-// AnnounceMember implements hub.PresenceAnnouncer: the claim and the join
+// AnnounceMember implements hub.Broker: the claim and the join
 // event are one script call.
 func (b *Broker) AnnounceMember(ctx context.Context, room string, m protocol.Member, join hub.Event) (bool, error) {
 	return b.addMember(ctx, room, m, b.publishArgs(join))
@@ -461,7 +461,7 @@ func (b *Broker) RemoveMember(ctx context.Context, room, user string) (bool, err
 	return b.removeMember(ctx, room, user, nil)
 }
 
-// WithdrawMember implements hub.PresenceAnnouncer: the withdrawal and the
+// WithdrawMember implements hub.Broker: the withdrawal and the
 // leave event are one script call.
 func (b *Broker) WithdrawMember(ctx context.Context, room, user string, leave hub.Event) (bool, error) {
 	return b.removeMember(ctx, room, user, b.publishArgs(leave))
@@ -532,7 +532,7 @@ func membersReply(res []string) []protocol.Member {
 	return out
 }
 
-// ReadJoin implements hub.JoinReader: the history (or, with since, what
+// ReadJoin implements hub.Broker: the history (or, with since, what
 // came after it) and the members, in one pipelined round trip instead of
 // two. Both scripts touch only the room's keys, so in a cluster the
 // pipeline goes to the room's node.

@@ -148,6 +148,12 @@ type membership struct {
 	member  protocol.Member
 	pending bool
 	queued  []pendingFrame
+	// seen is the last id the joined history covered, until a newer
+	// message is delivered: a broker's delivery of a message can arrive
+	// after the join's history read already found it in the store (Redis:
+	// the stream is read while the message's PUBLISH is still on its way
+	// to this node), and is then a duplicate.
+	seen protocol.ID
 }
 
 type pendingFrame struct {
@@ -248,7 +254,7 @@ func (h *Hub) serveJoin(ctx context.Context, c Conn, r *room, member protocol.Me
 		}
 		flush = c.Send(f.pm, f.droppable) || flush
 	}
-	ms.pending, ms.queued = false, nil
+	ms.pending, ms.queued, ms.seen = false, nil, last
 	r.mu.Unlock()
 	if flush {
 		c.Flush()
@@ -539,6 +545,12 @@ func (h *Hub) DeliverMessage(m protocol.Message) {
 		if ms.pending {
 			ms.queued = append(ms.queued, pendingFrame{pm: pm, id: id})
 			continue
+		}
+		if !ms.seen.IsZero() {
+			if id.Compare(ms.seen) <= 0 {
+				continue // in the joined history already
+			}
+			ms.seen = protocol.ID{} // the broker delivers in order: no more to skip
 		}
 		l.send(c, pm, false)
 	}

@@ -234,3 +234,37 @@ func TestCloseStopsKeptSubscriptions(t *testing.T) {
 	case <-time.After(300 * time.Millisecond):
 	}
 }
+
+// TestLateDeliveryOfJoinedHistory: a message the join's history already
+// held, delivered by the broker only after the join was served (with
+// Redis, its PUBLISH can reach the node after the stream was read), is not
+// sent again; the next message is.
+func TestLateDeliveryOfJoinedHistory(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := hub.NewMemoryBroker(hub.RetentionConfig{})
+	h := hub.New(b)
+	early, _, err := b.Publish(ctx, protocol.Message{Room: "r", From: "ann", Name: "Ann", Text: "before the join"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &countingConn{user: "bob"}
+	res, err := h.Join(ctx, c, "r", protocol.Member{User: "bob", Name: "Bob"}, "", "", 50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.History != 1 {
+		t.Fatalf("joined with %d messages of history, want 1", res.History)
+	}
+	joined := c.n.Load()
+	h.DeliverMessage(early) // late
+	if got := c.n.Load() - joined; got != 0 {
+		t.Fatalf("the late delivery of a message in the joined history was sent (%d frames)", got)
+	}
+	if _, _, err := h.Publish(ctx, c, protocol.Message{Room: "r", From: "bob", Name: "Bob", Text: "after"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.n.Load() - joined; got != 1 {
+		t.Fatalf("%d frames for the message after the join, want 1", got)
+	}
+}

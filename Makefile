@@ -35,14 +35,9 @@ unit:
 interop:
 	@set -e; for m in $(SUBMODULES); do if [ -f $$m/go.mod ]; then (cd $$m && $(GO) test -race -count=1 ./...); fi; done
 
-# A short pass over every fuzz target (FUZZTIME each).
+# A short pass over every fuzz target (FUZZTIME each); see scripts/fuzz.sh.
 fuzz:
-	@set -e; for pkg in $$($(GO) list ./...); do \
-		for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
-			echo "fuzz $$pkg $$target"; \
-			$(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) $$pkg > /tmp/fuzz-$$target.log 2>&1 || { cat /tmp/fuzz-$$target.log; exit 1; }; \
-		done; \
-	done
+	GO=$(GO) FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
 
 # Microbenchmarks of the product, then the comparison benchmarks, then a
 # short load run of chatbench against a real chatd (scripts/loadbench.sh).

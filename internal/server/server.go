@@ -275,14 +275,20 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	conn, err := ws.Accept(w, r, s.acceptOpts)
+	// The welcome (PROTOCOL.md §4: the first message on every
+	// connection) goes out in the same write as the 101 response: one
+	// write and one segment fewer per connection, and nothing can be
+	// queued before it.
+	id := s.cfg.NodeID + "-" + strconv.FormatUint(s.connSeq.Add(1), 36)
+	member := protocol.Member{User: claims.Subject, Name: displayName(claims)}
+	welcome := protocol.AppendWelcome(nil, member.User, member.Name, s.cfg.NodeID, id, int64(s.cfg.Heartbeat/time.Second))
+	conn, err := ws.AcceptGreeting(w, r, s.acceptOpts, welcome)
 	if err != nil {
 		s.connCap.Release()
 		log().Info().Err(err).Msg("upgrade failed")
 		return
 	}
-	id := s.cfg.NodeID + "-" + strconv.FormatUint(s.connSeq.Add(1), 36)
-	sess := newSession(s, conn, id, claims)
+	sess := newSession(s, conn, id, claims, member)
 	if !s.register(sess) {
 		_ = conn.Close(ws.StatusGoingAway, "node shutting down")
 		s.connCap.Release()
@@ -291,7 +297,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	s.metrics.connections.Inc()
 	s.metrics.connectsTotal.Inc()
 	sess.logAt(zerolog.DebugLevel).Str("ip", ip.String()).Str("token_source", source).Bool("deflate", conn.Compressed()).Msg("connected")
-	// The session greets the client, parks its connection until a
+	// The session arms its token's expiry, parks its connection until a
 	// command arrives (see session.readLoop), and this handler returns:
 	// net/http then lets go of the request, its context and its read and
 	// write buffers, about 10 KB that every idle connection would

@@ -70,14 +70,16 @@ type session struct {
 	resume func() // readLoop, bound once: Park's argument
 }
 
-func newSession(srv *Server, conn *ws.Conn, id string, claims *auth.Claims) *session {
+// newSession makes the session of a connection that was greeted with
+// member (see handleWS).
+func newSession(srv *Server, conn *ws.Conn, id string, claims *auth.Claims, member protocol.Member) *session {
 	cfg := &srv.cfg
 	s := &session{
 		srv:     srv,
 		conn:    conn,
 		id:      id,
 		claims:  claims,
-		member:  protocol.Member{User: claims.Subject, Name: displayName(claims)},
+		member:  member,
 		sendLim: ratelimit.NewBucket(cfg.SendRate, cfg.SendBurst),
 		cmdLim:  ratelimit.NewBucket(cfg.CommandRate, cfg.CommandBurst),
 		strikes: ratelimit.NewStrikes(cfg.AbuseStrikes, cfg.AbuseWindow),
@@ -365,9 +367,9 @@ func (s *session) writeFailed() {
 	s.writerDone.Done()
 }
 
-// start greets the client.
+// start arms the token's expiry. The client was greeted with welcome
+// already, in the write of the 101 response (handleWS).
 func (s *session) start() {
-	s.reply(protocol.AppendWelcome(nil, s.member.User, s.member.Name, s.srv.cfg.NodeID, s.id, int64(s.srv.cfg.Heartbeat/time.Second)))
 	s.armExpiry(s.claims.Expiry)
 }
 

@@ -147,3 +147,59 @@ func TestUpgradePaths(t *testing.T) {
 		}
 	})
 }
+
+// TestWelcomeWithUpgrade: the welcome goes out in the same write as the
+// 101 response, so the client's first read holds both (over loopback, one
+// write arrives whole), whether the upgrade is a connection's first
+// request or comes through net/http, and with permessage-deflate
+// negotiated too (the welcome is sent uncompressed).
+func TestWelcomeWithUpgrade(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, server.Config{Compression: true})
+	tok := ts.token(t, "alice")
+	tests := []struct {
+		name   string
+		before int // healthz requests before the upgrade
+		extra  string
+	}{
+		{"first request", 0, ""},
+		{"through net/http", 1, ""},
+		{"deflate negotiated", 0, "Sec-WebSocket-Extensions: permessage-deflate\r\n"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := dialHTTP(t, ts.Addr)
+			for range tc.before {
+				resp := c.do("GET /healthz HTTP/1.1\r\nHost: example\r\n\r\n")
+				_, _ = io.ReadAll(resp.Body)
+			}
+			if c.br.Buffered() != 0 {
+				t.Fatalf("%d bytes left after the responses", c.br.Buffered())
+			}
+			if _, err := io.WriteString(c.nc, rawUpgradeRequest(tok, tc.extra)); err != nil {
+				t.Fatal(err)
+			}
+			buf := make([]byte, 4096)
+			n, err := c.nc.Read(buf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			head, frame, ok := strings.Cut(string(buf[:n]), "\r\n\r\n")
+			if !ok || !strings.HasPrefix(head, "HTTP/1.1 101 ") {
+				t.Fatalf("first read: %q", buf[:n])
+			}
+			if tc.extra != "" && !strings.Contains(head, "permessage-deflate") {
+				t.Fatalf("deflate not negotiated: %q", head)
+			}
+			// One text frame, FIN set, RSV1 clear (not compressed), with
+			// a 7-bit length: the welcome, and nothing else.
+			if len(frame) < 2 || frame[0] != 0x81 || int(frame[1]) >= 126 || len(frame) != 2+int(frame[1]) {
+				t.Fatalf("after the 101 in the first read: %q, want the welcome's frame", frame)
+			}
+			var m map[string]any
+			if err := json.Unmarshal([]byte(frame[2:]), &m); err != nil || m["type"] != "welcome" || m["user"] != "alice" || m["conn"] == "" {
+				t.Fatalf("welcome %q: %v", frame[2:], err)
+			}
+		})
+	}
+}

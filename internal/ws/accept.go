@@ -62,6 +62,18 @@ func AcceptKey(key string) string {
 // returns a *HandshakeError; after a failure past the handshake checks
 // (hijacking, writing the response), the connection is closed.
 func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (*Conn, error) {
+	return AcceptGreeting(w, r, opts, nil)
+}
+
+// AcceptGreeting is Accept for a server that speaks first: greeting, when
+// not empty, is the connection's first message, a text message in one
+// frame, sent in the same write as the 101 response. The client gets both
+// in one TCP segment and usually one read, and the server saves a write.
+// Nothing can come before it, and it is never compressed (an uncompressed
+// message is always allowed under permessage-deflate, RFC 7692 §6), so it
+// does not depend on the negotiation. greeting must be valid UTF-8; it is
+// not kept.
+func AcceptGreeting(w http.ResponseWriter, r *http.Request, opts *AcceptOptions, greeting []byte) (*Conn, error) {
 	if opts == nil {
 		opts = &AcceptOptions{}
 	}
@@ -96,8 +108,10 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (*Conn,
 		buffered, _ = brw.Reader.Peek(n)
 	}
 
-	resp := make([]byte, 0, 256)
-	resp = append(resp, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "...)
+	// Built in a pooled buffer: the response and the greeting are copied
+	// into the socket by the write and not kept.
+	bp := getWriteBuffer()
+	resp := append(*bp, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "...)
 	resp = append(resp, AcceptKey(strings.TrimSpace(r.Header.Get("Sec-WebSocket-Key")))...)
 	if subprotocol != "" {
 		resp = append(resp, "\r\nSec-WebSocket-Protocol: "...)
@@ -122,10 +136,21 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (*Conn,
 		}
 	}
 	resp = append(resp, "\r\n\r\n"...)
+	if len(greeting) > 0 {
+		// A server's frame, unmasked (RFC 6455 §5.1), FIN set, RSV1
+		// clear: uncompressed.
+		resp = appendHeader(resp, true, false, opText, len(greeting), false, 0)
+		resp = append(resp, greeting...)
+	}
 	if opts.WriteTimeout > 0 {
 		_ = nc.SetWriteDeadline(time.Now().Add(opts.WriteTimeout))
 	}
-	if _, err := nc.Write(resp); err != nil {
+	_, err = nc.Write(resp)
+	if cap(resp) == cap(*bp) {
+		*bp = resp // not one grown for a large greeting: that one is dropped
+	}
+	putWriteBuffer(bp)
+	if err != nil {
 		_ = nc.Close()
 		return nil, fmt.Errorf("ws: write handshake response: %w", err)
 	}

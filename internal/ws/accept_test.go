@@ -2,6 +2,7 @@ package ws
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -232,5 +234,172 @@ func TestAcceptHijackUnsupported(t *testing.T) {
 	_, err := Accept(w, upgradeRequest(), nil)
 	if err == nil || !strings.Contains(err.Error(), "hijack") || w.Code != http.StatusInternalServerError {
 		t.Fatalf("err %v, status %d", err, w.Code)
+	}
+}
+
+// writeCounter is a net.Conn that counts the server's writes.
+type writeCounter struct {
+	net.Conn
+	mu     sync.Mutex
+	writes [][]byte
+}
+
+func (c *writeCounter) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	c.writes = append(c.writes, bytes.Clone(p))
+	c.mu.Unlock()
+	return c.Conn.Write(p)
+}
+
+// countingListener wraps every accepted connection in a writeCounter.
+type countingListener struct {
+	net.Listener
+	conns chan *writeCounter
+}
+
+func (l *countingListener) Accept() (net.Conn, error) {
+	nc, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	wc := &writeCounter{Conn: nc}
+	select {
+	case l.conns <- wc:
+	default:
+	}
+	return wc, nil
+}
+
+// greetingServer accepts with AcceptGreeting, the connection wrapped in a
+// writeCounter when count is set (net/http hijacks the listener's
+// net.Conn, so the wrapper sees every write of the handshake), and echoes.
+func greetingServer(t *testing.T, opts *AcceptOptions, greeting []byte, count bool) (addr string, wcs chan *writeCounter) {
+	t.Helper()
+	ts := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := AcceptGreeting(w, r, opts, greeting)
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		_ = echoServe(c)
+	}))
+	wcs = make(chan *writeCounter, 8)
+	if count {
+		ts.Listener = &countingListener{Listener: ts.Listener, conns: wcs}
+	}
+	ts.Start()
+	t.Cleanup(ts.Close)
+	return ts.Listener.Addr().String(), wcs
+}
+
+// TestAcceptGreeting: the greeting is the first message, with or without
+// permessage-deflate (uncompressed either way), and goes out in the same
+// write as the 101 response; the connection goes on as usual after it.
+func TestAcceptGreeting(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name        string
+		compression bool
+		greeting    []byte
+	}{
+		{"plain", false, []byte(`{"type":"welcome","user":"u1"}`)},
+		{"deflate negotiated", true, []byte(`{"type":"welcome","user":"u1"}`)},
+		{"large, deflate negotiated", true, pattern(3000)}, // over the compression threshold
+		{"16-bit length", false, pattern(300)},
+		{"64-bit length", false, pattern(70000)}, // beyond the pooled buffer
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			opts := &AcceptOptions{Compression: tc.compression, Subprotocols: []string{"chat"}}
+			addr, wcs := greetingServer(t, opts, tc.greeting, true)
+			c := dialTest(t, "ws://"+addr+"/", &DialOptions{Compression: tc.compression, Subprotocols: []string{"chat"}})
+			if c.Compressed() != tc.compression {
+				t.Fatalf("compressed %v, want %v", c.Compressed(), tc.compression)
+			}
+			typ, msg, err := c.ReadMessage(nil)
+			if err != nil || typ != Text || !bytes.Equal(msg, tc.greeting) {
+				t.Fatalf("first message: %v %d bytes, %v; want the greeting (%d bytes)", typ, len(msg), err, len(tc.greeting))
+			}
+			// The connection works on as usual.
+			if err := c.WriteMessage(Text, []byte("after")); err != nil {
+				t.Fatal(err)
+			}
+			if _, msg, err := c.ReadMessage(nil); err != nil || string(msg) != "after" {
+				t.Fatalf("echo: %q, %v", msg, err)
+			}
+
+			var wc *writeCounter
+			select {
+			case wc = <-wcs:
+			case <-time.After(10 * time.Second):
+				t.Fatal("no connection accepted")
+			}
+			wc.mu.Lock()
+			first := wc.writes[0]
+			wc.mu.Unlock()
+			head, frame, ok := bytes.Cut(first, []byte("\r\n\r\n"))
+			if !ok || !bytes.HasPrefix(head, []byte("HTTP/1.1 101 ")) {
+				t.Fatalf("first write is not the 101 response: %q", abbrev(first))
+			}
+			// One unmasked text frame, FIN set, RSV1 clear, holding the
+			// greeting: the whole rest of the write.
+			want := appendHeader(nil, true, false, opText, len(tc.greeting), false, 0)
+			want = append(want, tc.greeting...)
+			if !bytes.Equal(frame, want) {
+				t.Fatalf("after the 101 in its write: %q, want the greeting's frame %q", abbrev(frame), abbrev(want))
+			}
+		})
+	}
+}
+
+// TestAcceptGreetingOneRead: on a real TCP connection, the client's first
+// read gets the 101 response and the whole greeting together, as they
+// were written together; the greeting comes before anything the server
+// sends later (the echo of a frame the client sent right behind its
+// request).
+func TestAcceptGreetingOneRead(t *testing.T) {
+	t.Parallel()
+	greeting := []byte(`{"type":"welcome","user":"u1","conn":"n1-1"}`)
+	addr, _ := greetingServer(t, &AcceptOptions{}, greeting, false)
+	nc, err := net.DialTimeout("tcp", addr, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	nc.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(nc, handshakeRequest(addr, "")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4096)
+	n, err := nc.Read(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	head, frame, ok := bytes.Cut(buf[:n], []byte("\r\n\r\n"))
+	if !ok || !bytes.HasPrefix(head, []byte("HTTP/1.1 101 ")) {
+		t.Fatalf("first read: %q", abbrev(buf[:n]))
+	}
+	want := append(appendHeader(nil, true, false, opText, len(greeting), false, 0), greeting...)
+	if !bytes.Equal(frame, want) {
+		t.Fatalf("first read after the 101: %q, want the greeting's frame %q", abbrev(frame), abbrev(want))
+	}
+	// A frame sent now is echoed after the greeting.
+	rc := &rawConn{t: t, nc: nc, br: bufio.NewReader(nc)}
+	rc.send(fText("hi"))
+	rc.expect(evText("hi"))
+}
+
+// TestAcceptGreetingRefused: a refused handshake sends no greeting, only
+// the error.
+func TestAcceptGreetingRefused(t *testing.T) {
+	t.Parallel()
+	r := upgradeRequest()
+	r.Header.Set("Sec-WebSocket-Version", "8")
+	w := httptest.NewRecorder()
+	_, err := AcceptGreeting(w, r, nil, []byte(`{"type":"welcome"}`))
+	var herr *HandshakeError
+	if !errors.As(err, &herr) || w.Code != http.StatusUpgradeRequired || strings.Contains(w.Body.String(), "welcome") {
+		t.Fatalf("err %v, %d %q", err, w.Code, w.Body.String())
 	}
 }

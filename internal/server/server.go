@@ -65,6 +65,9 @@ type Server struct {
 	// handleWS with the router's middleware.
 	upgradeHandler http.Handler
 	acceptOpts     *ws.AcceptOptions
+	// brokerWaits is false when no broker or user-limiter call can wait
+	// (see brokerContext).
+	brokerWaits bool
 
 	connSeq  atomic.Uint64
 	draining atomic.Bool
@@ -124,6 +127,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if s.userLimiter == nil {
 		s.userLimiter = ratelimit.NewLocalUserLimiter(cfg.UserRate, cfg.UserBurst)
 	}
+	_, memBroker := deps.Broker.(*hub.MemoryBroker)
+	_, localLimiter := s.userLimiter.(*ratelimit.LocalUserLimiter)
+	s.brokerWaits = !memBroker || !localLimiter
 	s.hub = hub.New(deps.Broker)
 	s.metrics = newMetrics(cfg.NodeID,
 		func() float64 { return float64(s.hub.Deliveries()) },

@@ -27,6 +27,17 @@ const (
 // brokerTimeout bounds one broker call made for a command.
 const brokerTimeout = 5 * time.Second
 
+// brokerContext bounds the broker and user-limiter calls of a command by
+// brokerTimeout. When none of them can wait (the in-memory broker and the
+// local limiter answer at once), it returns ctx itself: a bound would
+// cost a timer and a context per command, and never fire.
+func (s *Server) brokerContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if !s.brokerWaits {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, brokerTimeout)
+}
+
 // session is one client connection speaking the chat protocol. Its
 // commands are read and handled in order by readLoop, on a goroutine that
 // exists only while something arrived: between commands the connection is
@@ -443,12 +454,14 @@ func (s *session) cleanup() {
 	if s.expiry != nil {
 		s.expiry.Stop()
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), brokerTimeout)
-	defer cancel()
-	for _, room := range s.rooms {
-		// Disconnect, not Leave: while the node drains, the user's
-		// presence lapses instead of being withdrawn (hub.Drain).
-		_ = s.srv.hub.Disconnect(ctx, s, room)
+	if len(s.rooms) > 0 {
+		ctx, cancel := s.srv.brokerContext(context.Background())
+		for _, room := range s.rooms {
+			// Disconnect, not Leave: while the node drains, the user's
+			// presence lapses instead of being withdrawn (hub.Drain).
+			_ = s.srv.hub.Disconnect(ctx, s, room)
+		}
+		cancel()
 	}
 	s.qmu.Lock()
 	s.closing = true
@@ -561,7 +574,7 @@ func (s *session) join(ctx context.Context, cmd protocol.Command) {
 		s.fail(cmd.Ref, protocol.CodeBadRequest, "too many rooms on one connection (at most "+strconv.Itoa(s.srv.cfg.MaxRooms)+")")
 		return
 	}
-	ctx, cancel := context.WithTimeout(ctx, brokerTimeout)
+	ctx, cancel := s.srv.brokerContext(ctx)
 	defer cancel()
 	done := s.timed("join")
 	res, err := s.srv.hub.Join(ctx, s, cmd.Room, s.member, cmd.Ref, cmd.Since, s.srv.cfg.HistoryLimit)
@@ -581,7 +594,7 @@ func (s *session) leave(ctx context.Context, cmd protocol.Command) {
 		s.fail(cmd.Ref, protocol.CodeNotJoined, "not in this room")
 		return
 	}
-	ctx, cancel := context.WithTimeout(ctx, brokerTimeout)
+	ctx, cancel := s.srv.brokerContext(ctx)
 	defer cancel()
 	s.rooms.remove(cmd.Room)
 	if err := s.srv.hub.Leave(ctx, s, cmd.Room); err != nil && !errors.Is(err, hub.ErrNotJoined) {
@@ -602,7 +615,7 @@ func (s *session) send(ctx context.Context, cmd protocol.Command, now time.Time)
 		s.denied(now, cmd.Ref, retry)
 		return
 	}
-	ctx, cancel := context.WithTimeout(ctx, brokerTimeout)
+	ctx, cancel := s.srv.brokerContext(ctx)
 	defer cancel()
 	d, err := s.srv.userLimiter.Allow(ctx, s.member.User)
 	if err != nil {
@@ -634,7 +647,7 @@ func (s *session) history(ctx context.Context, cmd protocol.Command) {
 		s.fail(cmd.Ref, protocol.CodeForbidden, "your token does not allow this room")
 		return
 	}
-	ctx, cancel := context.WithTimeout(ctx, brokerTimeout)
+	ctx, cancel := s.srv.brokerContext(ctx)
 	defer cancel()
 	done := s.timed("history")
 	msgs, more, err := s.srv.broker.History(ctx, cmd.Room, cmd.Before, cmd.Limit)
@@ -651,7 +664,7 @@ func (s *session) typing(ctx context.Context, cmd protocol.Command) {
 		s.fail(cmd.Ref, protocol.CodeNotJoined, "join the room before typing in it")
 		return
 	}
-	ctx, cancel := context.WithTimeout(ctx, brokerTimeout)
+	ctx, cancel := s.srv.brokerContext(ctx)
 	defer cancel()
 	// Typing is best effort: no reply, and a lost event is harmless.
 	_ = s.srv.hub.Typing(ctx, s, cmd.Room, s.member)
@@ -682,7 +695,7 @@ func (s *session) refresh(ctx context.Context, cmd protocol.Command) {
 			continue
 		}
 		s.rooms.remove(room)
-		ctx, cancel := context.WithTimeout(ctx, brokerTimeout)
+		ctx, cancel := s.srv.brokerContext(ctx)
 		err := s.srv.hub.Leave(ctx, s, room)
 		cancel()
 		if err != nil && !errors.Is(err, hub.ErrNotJoined) {

@@ -43,6 +43,7 @@ const sniffTimeout = 10 * time.Second
 // newUpgradeListener starts the accept loop, which Serve waits for
 // (handlers) like for the goroutines it starts.
 func (s *Server) newUpgradeListener(ln net.Listener) *upgradeListener {
+	deferAccept(ln, sniffTimeout)
 	l := &upgradeListener{Listener: ln, srv: s, conns: make(chan net.Conn), done: make(chan struct{})}
 	s.handlers.Add(1)
 	go l.acceptLoop()

@@ -53,9 +53,30 @@ const acceptGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 // AcceptKey computes Sec-WebSocket-Accept for a Sec-WebSocket-Key.
 func AcceptKey(key string) string {
-	h := sha1.Sum([]byte(key + acceptGUID))
-	return base64.StdEncoding.EncodeToString(h[:])
+	return string(appendAcceptKey(nil, key))
 }
+
+// appendAcceptKey appends AcceptKey(key) to dst; for a valid key (24
+// bytes) it allocates nothing but dst's growth.
+func appendAcceptKey(dst []byte, key string) []byte {
+	var buf [24 + len(acceptGUID)]byte
+	h := sha1.Sum(append(append(buf[:0], key...), acceptGUID...))
+	return base64.StdEncoding.AppendEncode(dst, h[:])
+}
+
+// The request headers the handshake reads, in the canonical form of
+// net/textproto, which http.Header's keys have: indexing the map with
+// them skips the canonicalisation that Header.Get and Header.Values make
+// of their argument on every call ("Sec-WebSocket-Key" is not canonical).
+const (
+	hdrConnection = "Connection"
+	hdrUpgrade    = "Upgrade"
+	hdrVersion    = "Sec-Websocket-Version"
+	hdrKey        = "Sec-Websocket-Key"
+	hdrProtocol   = "Sec-Websocket-Protocol"
+	hdrExtensions = "Sec-Websocket-Extensions"
+	hdrOrigin     = "Origin"
+)
 
 // Accept upgrades an HTTP request to a WebSocket connection. On a refused
 // handshake it writes the error response (see AcceptOptions.Reject) and
@@ -112,7 +133,8 @@ func AcceptGreeting(w http.ResponseWriter, r *http.Request, opts *AcceptOptions,
 	// into the socket by the write and not kept.
 	bp := getWriteBuffer()
 	resp := append(*bp, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "...)
-	resp = append(resp, AcceptKey(strings.TrimSpace(r.Header.Get("Sec-WebSocket-Key")))...)
+	// checkUpgrade made sure there is exactly one, valid.
+	resp = appendAcceptKey(resp, strings.TrimSpace(r.Header[hdrKey][0]))
 	if subprotocol != "" {
 		resp = append(resp, "\r\nSec-WebSocket-Protocol: "...)
 		resp = append(resp, subprotocol...)
@@ -178,16 +200,16 @@ func checkUpgrade(r *http.Request, opts *AcceptOptions) (subprotocol string, dp 
 		// §4.2.1: "An HTTP/1.1 or higher GET request".
 		return refuse(http.StatusBadRequest, "a WebSocket handshake needs HTTP/1.1")
 	}
-	if !headerHasToken(r.Header, "Connection", "upgrade") {
+	if !headerHasToken(r.Header, hdrConnection, "upgrade") {
 		return refuse(http.StatusBadRequest, `the Connection header must contain "Upgrade"`)
 	}
-	if !headerHasToken(r.Header, "Upgrade", "websocket") {
+	if !headerHasToken(r.Header, hdrUpgrade, "websocket") {
 		return refuse(http.StatusBadRequest, `the Upgrade header must contain "websocket"`)
 	}
-	if v := r.Header.Values("Sec-WebSocket-Version"); len(v) != 1 || strings.TrimSpace(v[0]) != "13" {
+	if v := r.Header[hdrVersion]; len(v) != 1 || strings.TrimSpace(v[0]) != "13" {
 		return refuse(http.StatusUpgradeRequired, "only WebSocket version 13 is supported")
 	}
-	keys := r.Header.Values("Sec-WebSocket-Key")
+	keys := r.Header[hdrKey]
 	if len(keys) != 1 || !validKey(keys[0]) {
 		return refuse(http.StatusBadRequest, "Sec-WebSocket-Key must be 16 bytes in base64")
 	}
@@ -198,10 +220,10 @@ func checkUpgrade(r *http.Request, opts *AcceptOptions) (subprotocol string, dp 
 	if !checkOrigin(r) {
 		return refuse(http.StatusForbidden, "origin not allowed")
 	}
-	offered := headerTokens(r.Header, "Sec-WebSocket-Protocol")
+	offered := headerTokens(r.Header, hdrProtocol)
 	subprotocol = selectSubprotocol(offered, opts)
 	if opts.Compression {
-		if p, resp, ok := negotiateDeflate(r.Header.Values("Sec-WebSocket-Extensions")); ok {
+		if p, resp, ok := negotiateDeflate(r.Header[hdrExtensions]); ok {
 			dp, extResp = &p, resp
 		}
 	}
@@ -234,7 +256,7 @@ func selectSubprotocol(offered []string, opts *AcceptOptions) string {
 // SameOrigin allows requests without an Origin header (not from a
 // browser) and those whose Origin host equals the request's Host.
 func SameOrigin(r *http.Request) bool {
-	origin := r.Header.Get("Origin")
+	origin := r.Header.Get(hdrOrigin)
 	if origin == "" {
 		return true
 	}
@@ -245,20 +267,25 @@ func SameOrigin(r *http.Request) bool {
 	return strings.EqualFold(u.Host, r.Host)
 }
 
+// strictBase64 is standard base64 that refuses non-zero padding bits, as
+// a key must be the encoding of 16 bytes exactly.
+var strictBase64 = base64.StdEncoding.Strict()
+
 func validKey(k string) bool {
 	k = strings.TrimSpace(k)
 	if len(k) != 24 {
 		return false
 	}
-	b, err := base64.StdEncoding.Strict().DecodeString(k)
-	return err == nil && len(b) == 16
+	var b [18]byte // 24 base64 characters decode to at most 18 bytes
+	n, err := strictBase64.Decode(b[:], []byte(k))
+	return err == nil && n == 16
 }
 
 // headerTokens returns the comma-separated elements of every value of the
-// header, trimmed, without empty ones.
+// header (name in canonical form), trimmed, without empty ones.
 func headerTokens(h http.Header, name string) []string {
 	var out []string
-	for _, v := range h.Values(name) {
+	for _, v := range h[name] {
 		for part := range strings.SplitSeq(v, ",") {
 			if part = strings.TrimSpace(part); part != "" {
 				out = append(out, part)
@@ -269,9 +296,10 @@ func headerTokens(h http.Header, name string) []string {
 }
 
 // headerHasToken reports whether the comma-separated list in the header
-// contains token, compared case-insensitively (RFC 6455 §4.2.1).
+// (name in canonical form) contains token, compared case-insensitively
+// (RFC 6455 §4.2.1).
 func headerHasToken(h http.Header, name, token string) bool {
-	for _, v := range h.Values(name) {
+	for _, v := range h[name] {
 		for part := range strings.SplitSeq(v, ",") {
 			if strings.EqualFold(strings.TrimSpace(part), token) {
 				return true

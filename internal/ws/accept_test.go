@@ -403,3 +403,27 @@ func TestAcceptGreetingRefused(t *testing.T) {
 		t.Fatalf("err %v, %d %q", err, w.Code, w.Body.String())
 	}
 }
+
+// TestHandshakeChecksAllocate: checking a valid request and computing its
+// Sec-WebSocket-Accept allocate nothing (header lookups by canonical key,
+// the key decoded and hashed on the stack); they run for every
+// connection, twice for a server that checks before it accepts
+// (CheckRequest, then Accept).
+func TestHandshakeChecksAllocate(t *testing.T) {
+	r := upgradeRequest()
+	opts := &AcceptOptions{Subprotocols: []string{"chat"}, CheckOrigin: func(*http.Request) bool { return true }}
+	if n := testing.AllocsPerRun(100, func() {
+		if _, _, _, herr := checkUpgrade(r, opts); herr != nil {
+			t.Fatal(herr)
+		}
+	}); n != 0 {
+		t.Errorf("checkUpgrade: %v allocations", n)
+	}
+	buf := make([]byte, 0, 64)
+	if n := testing.AllocsPerRun(100, func() { buf = appendAcceptKey(buf[:0], rfcKey) }); n != 0 {
+		t.Errorf("appendAcceptKey: %v allocations", n)
+	}
+	if string(buf) != rfcAccept {
+		t.Errorf("appendAcceptKey = %q, want %q", buf, rfcAccept)
+	}
+}

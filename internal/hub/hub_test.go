@@ -70,6 +70,36 @@ func BenchmarkHubFanout(b *testing.B) {
 	}
 }
 
+// BenchmarkJoinLeave is a connection joining a room and leaving it
+// again, as a client that opens a page and closes it does: in an empty
+// room (the room is made and forgotten each time), and in a room where
+// another member stays.
+func BenchmarkJoinLeave(b *testing.B) {
+	for _, others := range []int{0, 1} {
+		b.Run("others="+strconv.Itoa(others), func(b *testing.B) {
+			h := hub.New(hub.NewMemoryBroker(hub.RetentionConfig{}))
+			ctx := context.Background()
+			for i := range others {
+				c := &countingConn{user: "stays" + strconv.Itoa(i)}
+				if _, err := h.Join(ctx, c, "room", protocol.Member{User: c.user, Name: c.user}, "", "", 50); err != nil {
+					b.Fatal(err)
+				}
+			}
+			c := &countingConn{user: "comes-and-goes"}
+			member := protocol.Member{User: c.user, Name: c.user}
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := h.Join(ctx, c, "room", member, "j", "", 50); err != nil {
+					b.Fatal(err)
+				}
+				if err := h.Leave(ctx, c, "room"); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
 // lapsingBroker is a MemoryBroker that can let presence lapse, and
 // records which claims it was asked to.
 type lapsingBroker struct {

@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"bytes"
+	"context"
 	"strconv"
 	"testing"
 
@@ -53,6 +54,42 @@ func BenchmarkFanoutLoopback(b *testing.B) {
 		}
 		for _, c := range conns {
 			readUntil(b, c, `"message"`)
+		}
+	}
+}
+
+// BenchmarkChurnCycle is the cycle of chatbench's churn scenario, one at
+// a time over loopback: connect and upgrade, welcome, join a room nobody
+// is in, leave it, close. The allocations are the server's and the
+// client's together (the client's are the same from one version of the
+// server to the next).
+func BenchmarkChurnCycle(b *testing.B) {
+	cfg := fastConfig()
+	cfg.UpgradeRate, cfg.UpgradeBurst = 1e9, 1<<20
+	cfg.Compression = false
+	ts := startServer(b, cfg, serverOpts{quiet: true})
+	opts := &ws.DialOptions{Header: authHeader(ts.token(b, "alice")), Subprotocols: []string{"chat"}}
+	join := []byte(`{"type":"join","room":"churn","ref":"j"}`)
+	leave := []byte(`{"type":"leave","room":"churn","ref":"l"}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+		c, err := ws.Dial(ctx, ts.URL, opts)
+		cancel()
+		if err != nil {
+			b.Fatal(err)
+		}
+		readUntil(b, c, `"welcome"`)
+		if err := c.WriteMessage(ws.Text, join); err != nil {
+			b.Fatal(err)
+		}
+		readUntil(b, c, `"joined"`)
+		if err := c.WriteMessage(ws.Text, leave); err != nil {
+			b.Fatal(err)
+		}
+		readUntil(b, c, `"left"`)
+		if err := c.Close(ws.StatusNormalClosure, ""); err != nil {
+			b.Fatal(err)
 		}
 	}
 }

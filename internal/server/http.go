@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/rs/zerolog"
 
 	"github.com/chatd/chatd/internal/auth"
 	"github.com/chatd/chatd/internal/hub"
@@ -208,6 +209,12 @@ func (sr *statusRecorder) Unwrap() http.ResponseWriter { return sr.ResponseWrite
 
 // requestLog logs each request: path only, never the query (it may hold
 // an access token).
+// debugEnabled reports whether l writes debug events (its level and
+// zerolog's global level allow them).
+func debugEnabled(l zerolog.Logger) bool {
+	return l.GetLevel() <= zerolog.DebugLevel && zerolog.GlobalLevel() <= zerolog.DebugLevel
+}
+
 func (s *Server) requestLog(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()

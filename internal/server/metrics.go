@@ -1,8 +1,12 @@
 package server
 
 import (
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/chatd/chatd/internal/protocol"
 )
 
 // metrics are the server's Prometheus metrics, on a registry of its own so
@@ -10,11 +14,16 @@ import (
 type metrics struct {
 	reg *prometheus.Registry
 
-	connections    prometheus.Gauge
-	connectsTotal  prometheus.Counter
-	rejections     *prometheus.CounterVec // handshake refusals by reason
-	authFailures   *prometheus.CounterVec // by reason
-	commands       *prometheus.CounterVec // by type
+	connections   prometheus.Gauge
+	connectsTotal prometheus.Counter
+	rejections    *prometheus.CounterVec // handshake refusals by reason
+	authFailures  *prometheus.CounterVec // by reason
+	commands      *prometheus.CounterVec // by type
+	// commandsByType and brokerOps are the children of commands and
+	// brokerDuration for the labels used on every command, looked up
+	// once: WithLabelValues hashes its labels on every call.
+	commandsByType map[string]prometheus.Counter
+	brokerOps      map[string]prometheus.Observer
 	joins          prometheus.Counter
 	messagesIn     prometheus.Counter
 	queueDrops     prometheus.Counter
@@ -42,7 +51,33 @@ func newMetrics(nodeID string, deliveries func() float64, rooms func() float64) 
 	m.rateLimited = f(prometheus.NewCounterVec(prometheus.CounterOpts{Name: "chatd_rate_limited_total", Help: "Rate-limit denials, by scope (connection, user, command, upgrade, dev_token).", ConstLabels: labels}, []string{"scope"})).(*prometheus.CounterVec)
 	m.closes = f(prometheus.NewCounterVec(prometheus.CounterOpts{Name: "chatd_server_closes_total", Help: "Connections closed by the server, by close code.", ConstLabels: labels}, []string{"code"})).(*prometheus.CounterVec)
 	m.brokerDuration = f(prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "chatd_broker_duration_seconds", Help: "Broker call latency, by operation.", ConstLabels: labels, Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}}, []string{"op"})).(*prometheus.HistogramVec)
+	m.commandsByType = map[string]prometheus.Counter{}
+	for _, t := range []string{protocol.TypeJoin, protocol.TypeLeave, protocol.TypeSend, protocol.TypeHistory, protocol.TypeTyping, protocol.TypeRefresh, protocol.TypePing} {
+		m.commandsByType[t] = m.commands.WithLabelValues(t)
+	}
+	m.brokerOps = map[string]prometheus.Observer{}
+	for _, op := range []string{"join", "publish", "history"} {
+		m.brokerOps[op] = m.brokerDuration.WithLabelValues(op)
+	}
 	f(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "chatd_deliveries_total", Help: "Messages queued to local connections (messages out).", ConstLabels: labels}, deliveries))
 	f(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "chatd_rooms", Help: "Rooms with members on this node.", ConstLabels: labels}, rooms))
 	return m
+}
+
+// command counts a command of type typ.
+func (m *metrics) command(typ string) {
+	if c, ok := m.commandsByType[typ]; ok {
+		c.Inc()
+		return
+	}
+	m.commands.WithLabelValues(typ).Inc()
+}
+
+// brokerOp records the duration of a broker call for op.
+func (m *metrics) brokerOp(op string, d time.Duration) {
+	o, ok := m.brokerOps[op]
+	if !ok {
+		o = m.brokerDuration.WithLabelValues(op)
+	}
+	o.Observe(d.Seconds())
 }

@@ -151,7 +151,12 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		Compression:  cfg.Compression,
 	}
 	s.handler = s.routes(deps.Web)
-	s.upgradeHandler = s.recoverer(s.requestLog(http.HandlerFunc(s.handleWS)))
+	s.upgradeHandler = s.recoverer(http.HandlerFunc(s.handleWS))
+	if debugEnabled(s.log) {
+		// The request log of an upgrade is at debug level: without it,
+		// nothing is timed and the writer is not wrapped.
+		s.upgradeHandler = s.recoverer(s.requestLog(http.HandlerFunc(s.handleWS)))
+	}
 	return s, nil
 }
 
@@ -302,7 +307,10 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	}
 	s.metrics.connections.Inc()
 	s.metrics.connectsTotal.Inc()
-	sess.logAt(zerolog.DebugLevel).Str("ip", ip.String()).Str("token_source", source).Bool("deflate", conn.Compressed()).Msg("connected")
+	if ev := sess.logAt(zerolog.DebugLevel); ev != nil {
+		// Checked first: the address is formatted only for a log line.
+		ev.Str("ip", ip.String()).Str("token_source", source).Bool("deflate", conn.Compressed()).Msg("connected")
+	}
 	// The session arms its token's expiry, parks its connection until a
 	// command arrives (see session.readLoop), and this handler returns:
 	// net/http then lets go of the request, its context and its read and

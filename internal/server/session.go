@@ -512,7 +512,7 @@ func (s *session) handle(ctx context.Context, data []byte) {
 		s.reply(protocol.AppendError(nil, cmd.Ref, perr))
 		return
 	}
-	s.srv.metrics.commands.WithLabelValues(cmd.Type).Inc()
+	s.srv.metrics.command(cmd.Type)
 	switch cmd.Type {
 	case protocol.TypeJoin:
 		s.join(ctx, cmd)
@@ -562,7 +562,7 @@ func (s *session) brokerError(ref, op, room string, err error) {
 
 func (s *session) timed(op string) func() {
 	start := time.Now()
-	return func() { s.srv.metrics.brokerDuration.WithLabelValues(op).Observe(time.Since(start).Seconds()) }
+	return func() { s.srv.metrics.brokerOp(op, time.Since(start)) }
 }
 
 func (s *session) join(ctx context.Context, cmd protocol.Command) {

@@ -99,44 +99,50 @@ type room struct {
 
 	mu    sync.Mutex
 	conns map[Conn]*membership
-	users map[string]int // local connections per user
-	// typed is when each local user's last typing event was relayed (see
-	// TypingInterval); a user's entry goes with their last connection.
-	typed map[string]time.Time
-
-	// presence serialises, per user, the change of the user's local
-	// count and the broker call that follows it (AddMember or
-	// RemoveMember, and the presence event), so that one tab leaving
-	// while another joins cannot end with the user counted present
-	// locally but removed from the broker. Guarded by mu.
-	presence map[string]*userLock
+	// users are the users with a local connection in the room, or a
+	// presence change under way: one entry for all a user's state, made
+	// and dropped with the user's first and last connection.
+	users map[string]*roomUser
 }
 
-// userLock is a mutex for one user in one room, kept while in use.
-type userLock struct {
-	mu   sync.Mutex
-	refs int // guarded by room.mu
+// roomUser is one user in one room. Its fields are guarded by room.mu,
+// except lock.
+type roomUser struct {
+	conns int // local connections
+	// typed is when the user's last typing event was relayed (see
+	// TypingInterval); zero when none since the user's last message.
+	typed time.Time
+
+	// lock serialises the change of the user's local count and the
+	// broker call that follows it (AddMember or RemoveMember, and the
+	// presence event), so that one tab leaving while another joins
+	// cannot end with the user counted present locally but removed from
+	// the broker. locks counts its holder and waiters: the entry is kept
+	// while any.
+	lock  sync.Mutex
+	locks int
 }
 
-// lockUser locks user's presence in r; unlockUser releases it.
-func (r *room) lockUser(user string) *userLock {
+// lockUser locks user's presence in r, making the user's entry if need
+// be; unlockUser releases it, and drops the entry when nothing keeps it.
+func (r *room) lockUser(user string) *roomUser {
 	r.mu.Lock()
-	l := r.presence[user]
-	if l == nil {
-		l = &userLock{}
-		r.presence[user] = l
+	u := r.users[user]
+	if u == nil {
+		u = &roomUser{}
+		r.users[user] = u
 	}
-	l.refs++
+	u.locks++
 	r.mu.Unlock()
-	l.mu.Lock()
-	return l
+	u.lock.Lock()
+	return u
 }
 
-func (r *room) unlockUser(user string, l *userLock) {
-	l.mu.Unlock()
+func (r *room) unlockUser(user string, u *roomUser) {
+	u.lock.Unlock()
 	r.mu.Lock()
-	if l.refs--; l.refs == 0 {
-		delete(r.presence, user)
+	if u.locks--; u.locks == 0 && u.conns == 0 {
+		delete(r.users, user)
 	}
 	r.mu.Unlock()
 }
@@ -269,7 +275,7 @@ func (h *Hub) attach(ctx context.Context, c Conn, name string, member protocol.M
 	h.mu.Lock()
 	r := h.rooms[name]
 	if r == nil {
-		r = &room{name: name, conns: map[Conn]*membership{}, users: map[string]int{}, typed: map[string]time.Time{}, presence: map[string]*userLock{}}
+		r = &room{name: name, conns: map[Conn]*membership{}, users: map[string]*roomUser{}}
 		h.rooms[name] = r
 	}
 	r.refs++
@@ -286,8 +292,8 @@ func (h *Hub) attach(ctx context.Context, c Conn, name string, member protocol.M
 	}
 	r.subMu.Unlock()
 
-	lk := r.lockUser(member.User)
-	defer r.unlockUser(member.User, lk)
+	u := r.lockUser(member.User)
+	defer r.unlockUser(member.User, u)
 	r.mu.Lock()
 	ms, rejoin := r.conns[c]
 	if rejoin {
@@ -299,8 +305,8 @@ func (h *Hub) attach(ctx context.Context, c Conn, name string, member protocol.M
 		return r, nil
 	}
 	r.conns[c] = &membership{member: member, pending: true}
-	r.users[member.User]++
-	firstLocal := r.users[member.User] == 1
+	u.conns++
+	firstLocal := u.conns == 1
 	r.mu.Unlock()
 
 	if firstLocal {
@@ -309,9 +315,7 @@ func (h *Hub) attach(ctx context.Context, c Conn, name string, member protocol.M
 			// Undo the registration; the broker did not count the user.
 			r.mu.Lock()
 			delete(r.conns, c)
-			if r.users[member.User]--; r.users[member.User] == 0 {
-				delete(r.users, member.User)
-			}
+			u.conns-- // the entry goes with the lock (unlockUser)
 			r.mu.Unlock()
 			h.release(ctx, r)
 			return nil, fmt.Errorf("join %s: presence: %w", name, err)
@@ -364,20 +368,19 @@ func (h *Hub) detach(ctx context.Context, c Conn, r *room, lapse bool) bool {
 		return false
 	}
 	user := ms.member.User
-	lk := r.lockUser(user)
+	u := r.lockUser(user)
 	r.mu.Lock()
 	if r.conns[c] != ms {
 		// Detached meanwhile (a leave racing the connection's end).
 		r.mu.Unlock()
-		r.unlockUser(user, lk)
+		r.unlockUser(user, u)
 		return false
 	}
 	delete(r.conns, c)
-	r.users[user]--
-	lastLocal := r.users[user] == 0
+	u.conns--
+	lastLocal := u.conns == 0
 	if lastLocal {
-		delete(r.users, user)
-		delete(r.typed, user)
+		u.typed = time.Time{} // and the entry goes with the lock
 	}
 	r.mu.Unlock()
 
@@ -391,7 +394,7 @@ func (h *Hub) detach(ctx context.Context, c Conn, r *room, lapse bool) bool {
 			_, _ = h.broker.WithdrawMember(ctx, r.name, user, leave)
 		}
 	}
-	r.unlockUser(user, lk)
+	r.unlockUser(user, u)
 	h.release(ctx, r)
 	return true
 }
@@ -483,7 +486,9 @@ func (h *Hub) Publish(ctx context.Context, c Conn, m protocol.Message) (protocol
 		// once, as the browser client announces it at once.
 		if r := h.lookup(m.Room); r != nil {
 			r.mu.Lock()
-			delete(r.typed, m.From)
+			if u := r.users[m.From]; u != nil {
+				u.typed = time.Time{}
+			}
 			r.mu.Unlock()
 		}
 	}
@@ -509,15 +514,18 @@ func (h *Hub) Typing(ctx context.Context, c Conn, room string, member protocol.M
 	}
 	now := time.Now()
 	r.mu.Lock()
-	if r.conns[c] == nil {
+	ms := r.conns[c]
+	if ms == nil {
 		r.mu.Unlock()
 		return ErrNotJoined
 	}
-	if last, ok := r.typed[member.User]; ok && now.Sub(last) < TypingInterval {
+	// The user c joined as has an entry while c is in the room.
+	u := r.users[ms.member.User]
+	if !u.typed.IsZero() && now.Sub(u.typed) < TypingInterval {
 		r.mu.Unlock()
 		return nil
 	}
-	r.typed[member.User] = now
+	u.typed = now
 	r.mu.Unlock()
 	return h.broker.PublishEvent(ctx, Event{Kind: EventTyping, Room: room, User: member.User, Name: member.Name})
 }

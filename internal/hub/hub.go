@@ -245,7 +245,7 @@ func (h *Hub) serveJoin(ctx context.Context, c Conn, r *room, member protocol.Me
 	if n := len(history); n > 0 {
 		last, _ = protocol.ParseID(history[n-1].ID)
 	}
-	joined := ws.NewPreparedMessage(ws.Text, protocol.AppendJoined(nil, ref, r.name, members, history, recovered))
+	joined := ws.NewPreparedMessage(ws.Text, protocol.AppendJoined(make([]byte, 0, joinedSize(ref, r.name, members, history)), ref, r.name, members, history, recovered))
 
 	r.mu.Lock()
 	ms := r.conns[c]
@@ -547,7 +547,7 @@ func (h *Hub) DeliverMessage(m protocol.Message) {
 	if len(r.conns) == 0 {
 		return
 	}
-	pm := ws.NewPreparedMessage(ws.Text, protocol.AppendMessage(nil, &m))
+	pm := ws.NewPreparedMessage(ws.Text, protocol.AppendMessage(make([]byte, 0, messageSize(&m)), &m))
 	id, _ := protocol.ParseID(m.ID)
 	for c, ms := range r.conns {
 		if ms.pending {
@@ -579,12 +579,12 @@ func (h *Hub) DeliverEvent(ev Event) {
 	if len(r.conns) == 0 {
 		return
 	}
-	var data []byte
+	data := make([]byte, 0, eventOverhead+len(ev.Room)+len(ev.User)+len(ev.Name)+len(ev.State))
 	switch ev.Kind {
 	case EventTyping:
-		data = protocol.AppendTyping(nil, ev.Room, ev.User, ev.Name)
+		data = protocol.AppendTyping(data, ev.Room, ev.User, ev.Name)
 	case EventPresence:
-		data = protocol.AppendPresence(nil, ev.Room, ev.User, ev.Name, ev.State)
+		data = protocol.AppendPresence(data, ev.Room, ev.User, ev.Name, ev.State)
 	default:
 		return
 	}
@@ -599,6 +599,31 @@ func (h *Hub) DeliverEvent(ev Event) {
 		}
 		l.send(c, pm, true)
 	}
+}
+
+// The sizes events are encoded into: their string values plus room for
+// the keys, quotes and numbers around them, so that an encoding takes
+// one allocation where appending to nil grows it three or four times.
+// Values that need escaping may still grow it.
+const (
+	eventOverhead   = 80  // presence, typing
+	messageOverhead = 112 // a message object, ts included
+	memberOverhead  = 24
+)
+
+func messageSize(m *protocol.Message) int {
+	return messageOverhead + len(m.Room) + len(m.ID) + len(m.From) + len(m.Name) + len(m.Text) + len(m.CID)
+}
+
+func joinedSize(ref, room string, members []protocol.Member, history []protocol.Message) int {
+	n := eventOverhead + len(ref) + len(room)
+	for i := range members {
+		n += memberOverhead + len(members[i].User) + len(members[i].Name)
+	}
+	for i := range history {
+		n += messageSize(&history[i])
+	}
+	return n
 }
 
 func (h *Hub) lookup(name string) *room {

@@ -292,7 +292,9 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	// queued before it.
 	id := s.cfg.NodeID + "-" + strconv.FormatUint(s.connSeq.Add(1), 36)
 	member := protocol.Member{User: claims.Subject, Name: displayName(claims)}
-	welcome := protocol.AppendWelcome(nil, member.User, member.Name, s.cfg.NodeID, id, int64(s.cfg.Heartbeat/time.Second))
+	// Built on the stack: Accept copies it into the response.
+	var welcomeBuf [320]byte
+	welcome := protocol.AppendWelcome(welcomeBuf[:0], member.User, member.Name, s.cfg.NodeID, id, int64(s.cfg.Heartbeat/time.Second))
 	conn, err := ws.AcceptGreeting(w, r, s.acceptOpts, welcome)
 	if err != nil {
 		s.connCap.Release()

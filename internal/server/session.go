@@ -181,6 +181,11 @@ func (s *session) growLocked() {
 	s.queue, s.qhead = q, 0
 }
 
+// replyOverhead is what a short reply (left, sent, pong) takes besides
+// its string values: its encoding is allocated at once with that much
+// room, where appending to nil would grow it three or four times.
+const replyOverhead = 64
+
 // reply queues a frame for this client and writes it.
 func (s *session) reply(data []byte) {
 	if s.Send(ws.NewPreparedMessage(ws.Text, data), false) {
@@ -527,7 +532,7 @@ func (s *session) handle(ctx context.Context, data []byte) {
 	case protocol.TypeRefresh:
 		s.refresh(ctx, cmd)
 	case protocol.TypePing:
-		s.reply(protocol.AppendPong(nil, cmd.Ref))
+		s.reply(protocol.AppendPong(make([]byte, 0, replyOverhead+len(cmd.Ref)), cmd.Ref))
 	}
 }
 
@@ -602,7 +607,7 @@ func (s *session) leave(ctx context.Context, cmd protocol.Command) {
 		return
 	}
 	s.logAt(zerolog.DebugLevel).Str("room", cmd.Room).Msg("left")
-	s.reply(protocol.AppendLeft(nil, cmd.Ref, cmd.Room))
+	s.reply(protocol.AppendLeft(make([]byte, 0, replyOverhead+len(cmd.Ref)+len(cmd.Room)), cmd.Ref, cmd.Room))
 }
 
 func (s *session) send(ctx context.Context, cmd protocol.Command, now time.Time) {
@@ -639,7 +644,7 @@ func (s *session) send(ctx context.Context, cmd protocol.Command, now time.Time)
 		return
 	}
 	s.srv.metrics.messagesIn.Inc()
-	s.reply(protocol.AppendSent(nil, cmd.Ref, m.Room, m.ID, m.TS))
+	s.reply(protocol.AppendSent(make([]byte, 0, replyOverhead+len(cmd.Ref)+len(m.Room)+len(m.ID)), cmd.Ref, m.Room, m.ID, m.TS))
 }
 
 func (s *session) history(ctx context.Context, cmd protocol.Command) {

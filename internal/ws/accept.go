@@ -220,8 +220,18 @@ func checkUpgrade(r *http.Request, opts *AcceptOptions) (subprotocol string, dp 
 	if !checkOrigin(r) {
 		return refuse(http.StatusForbidden, "origin not allowed")
 	}
-	offered := headerTokens(r.Header, hdrProtocol)
-	subprotocol = selectSubprotocol(offered, opts)
+	if opts.SelectSubprotocol != nil {
+		subprotocol = selectSubprotocol(headerTokens(r.Header, hdrProtocol), opts)
+	} else {
+		// The same choice as selectSubprotocol's, without collecting
+		// the offer.
+		for _, s := range opts.Subprotocols {
+			if s != "" && headerHasExactToken(r.Header, hdrProtocol, s) {
+				subprotocol = s
+				break
+			}
+		}
+	}
 	if opts.Compression {
 		if p, resp, ok := negotiateDeflate(r.Header[hdrExtensions]); ok {
 			dp, extResp = &p, resp
@@ -293,6 +303,21 @@ func headerTokens(h http.Header, name string) []string {
 		}
 	}
 	return out
+}
+
+// headerHasExactToken reports whether the comma-separated list in the
+// header (name in canonical form) contains token, compared exactly, as
+// subprotocols are (RFC 6455 §4.2.2: "the value chosen MUST be derived
+// from the client's handshake").
+func headerHasExactToken(h http.Header, name, token string) bool {
+	for _, v := range h[name] {
+		for part := range strings.SplitSeq(v, ",") {
+			if strings.TrimSpace(part) == token {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // headerHasToken reports whether the comma-separated list in the header

@@ -411,10 +411,11 @@ func TestAcceptGreetingRefused(t *testing.T) {
 // (CheckRequest, then Accept).
 func TestHandshakeChecksAllocate(t *testing.T) {
 	r := upgradeRequest()
-	opts := &AcceptOptions{Subprotocols: []string{"chat"}, CheckOrigin: func(*http.Request) bool { return true }}
+	r.Header.Set("Sec-WebSocket-Protocol", "access_token.x, chat")
+	opts := &AcceptOptions{Subprotocols: []string{"other", "chat"}, CheckOrigin: func(*http.Request) bool { return true }}
 	if n := testing.AllocsPerRun(100, func() {
-		if _, _, _, herr := checkUpgrade(r, opts); herr != nil {
-			t.Fatal(herr)
+		if sp, _, _, herr := checkUpgrade(r, opts); herr != nil || sp != "chat" {
+			t.Fatal(sp, herr)
 		}
 	}); n != 0 {
 		t.Errorf("checkUpgrade: %v allocations", n)

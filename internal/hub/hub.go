@@ -451,7 +451,7 @@ func (h *Hub) unsubscribeIdle(ctx context.Context, r *room) {
 	if r.subscribed {
 		// An error leaves the node subscribed to a room it does not need;
 		// deliveries to it find no members and cost little.
-		_ = h.broker.Unsubscribe(context.WithoutCancel(ctx), r.name)
+		_ = h.broker.Unsubscribe(detached(ctx), r.name)
 		r.subscribed = false
 	}
 	h.mu.Lock()
@@ -459,6 +459,16 @@ func (h *Hub) unsubscribeIdle(ctx context.Context, r *room) {
 		delete(h.rooms, r.name)
 	}
 	h.mu.Unlock()
+}
+
+// detached returns ctx without its cancellation, for a call that the end
+// of the command that led to it must not cut short; a ctx that cannot be
+// cancelled as it is.
+func detached(ctx context.Context) context.Context {
+	if ctx == context.Background() {
+		return ctx
+	}
+	return context.WithoutCancel(ctx)
 }
 
 // IsMember reports whether c is in the room.

@@ -71,7 +71,7 @@ type memRoom struct {
 	trimmedTo  protocol.ID         // highest id dropped from retention
 	floor      protocol.ID         // history before it is unknown (see MemoryBroker)
 	gone       bool                // forgotten: a new room of the name replaces it
-	cids       map[string]cidEntry // (from, cid) → the original, for the retention time
+	cids       map[string]cidEntry // (from, cid) → the original, for the retention time; made by the first cid
 	cidOrder   []cidRef            // the cids in publish order (so in ts order) from cidHead on
 	cidHead    int
 	presence   map[string]protocol.Member
@@ -143,7 +143,6 @@ func (b *MemoryBroker) room(name string, create bool) *memRoom {
 	r := b.rooms[name]
 	if r == nil && create {
 		r = &memRoom{
-			cids:     map[string]cidEntry{},
 			presence: map[string]protocol.Member{},
 			floor:    b.floor,
 			// Ids only grow, also from one incarnation of a room to the
@@ -269,6 +268,9 @@ func (b *MemoryBroker) Publish(ctx context.Context, m protocol.Message) (protoco
 	if m.CID != "" {
 		e := cidEntry{id: id, ts: m.TS}
 		k := cidKey(m.From, m.CID)
+		if r.cids == nil {
+			r.cids = map[string]cidEntry{}
+		}
 		r.cids[k] = e
 		r.cidOrder = append(r.cidOrder, cidRef{key: k, cidEntry: e})
 	}

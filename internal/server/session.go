@@ -58,6 +58,10 @@ type session struct {
 	cmdLim  ratelimit.Bucket
 	strikes ratelimit.Strikes
 
+	// roomsBuf backs rooms while the connection is in at most one room,
+	// the common case: no allocation for it.
+	roomsBuf [1]string
+
 	expiry *time.Timer // closes with 4001 when the token expires
 
 	// The outbound queue: a ring of prepared frames, guarded by qmu. It
@@ -97,6 +101,7 @@ func newSession(srv *Server, conn *ws.Conn, id string, claims *auth.Claims, memb
 		qmax:    cfg.QueueSize,
 	}
 	s.queue = s.small[:min(len(s.small), s.qmax)]
+	s.rooms = s.roomsBuf[:0]
 	s.resume = s.readLoop
 	return s
 }

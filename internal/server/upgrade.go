@@ -458,10 +458,17 @@ type upgradeResponse struct {
 }
 
 func newUpgradeResponse(c net.Conn, br *bufio.Reader) *upgradeResponse {
-	return &upgradeResponse{c: c, br: br, header: http.Header{}}
+	return &upgradeResponse{c: c, br: br}
 }
 
-func (w *upgradeResponse) Header() http.Header { return w.header }
+// Header returns the response's header, made on first use: an upgrade
+// that succeeds never needs one.
+func (w *upgradeResponse) Header() http.Header {
+	if w.header == nil {
+		w.header = http.Header{}
+	}
+	return w.header
+}
 
 func (w *upgradeResponse) WriteHeader(status int) {
 	if w.status == 0 {
@@ -496,9 +503,10 @@ func (w *upgradeResponse) finish() {
 	}
 	var b bytes.Buffer
 	b.WriteString("HTTP/1.1 " + strconv.Itoa(status) + " " + http.StatusText(status) + "\r\n")
-	w.header.Set("Content-Length", strconv.Itoa(w.body.Len()))
-	w.header.Set("Connection", "close")
-	_ = w.header.Write(&b)
+	h := w.Header()
+	h.Set("Content-Length", strconv.Itoa(w.body.Len()))
+	h.Set("Connection", "close")
+	_ = h.Write(&b)
 	b.WriteString("\r\n")
 	b.Write(w.body.Bytes())
 	_ = w.c.SetWriteDeadline(time.Now().Add(sniffTimeout))

@@ -89,10 +89,14 @@ type Broker interface {
 	AnnounceMember(ctx context.Context, room string, m protocol.Member, join Event) (first bool, err error)
 	WithdrawMember(ctx context.Context, room, user string, leave Event) (last bool, err error)
 
-	// ReadJoin reads what a join needs: Since(room, since) when since is
-	// given, else History(room, "", limit), and Members(room). A broker
-	// may read them in one step (the Redis broker: one pipeline).
-	ReadJoin(ctx context.Context, room, since string, limit int) (history []protocol.Message, recovered bool, members []protocol.Member, err error)
+	// ReadJoin serves a join: with join, AnnounceMember(room, the user
+	// and name of join, join) first; then Since(room, since) when since is
+	// given, else History(room, "", limit); then Members(room), which
+	// include the user just announced. A broker may make them one step
+	// (the Redis broker: one pipeline, one round trip). On an error the
+	// announcement may or may not have been made: the caller withdraws
+	// it as it would any other (WithdrawMember).
+	ReadJoin(ctx context.Context, room, since string, limit int, join *Event) (history []protocol.Message, recovered bool, members []protocol.Member, err error)
 
 	// PublishEvent delivers an ephemeral event to every subscribed node.
 	PublishEvent(ctx context.Context, ev Event) error

@@ -224,20 +224,26 @@ type JoinResult struct {
 // queued after `joined` exactly once. Joining a room c is already in
 // serves the join again.
 func (h *Hub) Join(ctx context.Context, c Conn, name string, member protocol.Member, ref, since string, historyLimit int) (JoinResult, error) {
-	r, err := h.attach(ctx, c, name, member)
+	r, u, join, err := h.attach(ctx, c, name, member)
 	if err != nil {
 		return JoinResult{}, err
 	}
-	res, err := h.serveJoin(ctx, c, r, member, ref, since, historyLimit)
+	res, err := h.serveJoin(ctx, c, r, ref, since, historyLimit, join)
+	r.unlockUser(member.User, u)
 	if err != nil {
+		// The announcement, if any, may have been made: detach withdraws
+		// it when this was the user's only connection in the room.
 		h.detach(ctx, c, r, false)
 		return JoinResult{}, err
 	}
 	return res, nil
 }
 
-func (h *Hub) serveJoin(ctx context.Context, c Conn, r *room, member protocol.Member, ref, since string, historyLimit int) (JoinResult, error) {
-	history, recovered, members, err := h.broker.ReadJoin(ctx, r.name, since, historyLimit)
+// serveJoin reads the join's history and members, announcing the user's
+// presence first when join is given (one broker step), and queues
+// `joined` on c, then what was delivered meanwhile.
+func (h *Hub) serveJoin(ctx context.Context, c Conn, r *room, ref, since string, historyLimit int, join *Event) (JoinResult, error) {
+	history, recovered, members, err := h.broker.ReadJoin(ctx, r.name, since, historyLimit, join)
 	if err != nil {
 		return JoinResult{}, fmt.Errorf("join %s: %w", r.name, err)
 	}
@@ -268,10 +274,14 @@ func (h *Hub) serveJoin(ctx context.Context, c Conn, r *room, member protocol.Me
 	return JoinResult{History: len(history), Recovered: recovered}, nil
 }
 
-// attach registers c in the room (pending), subscribes the node to the
-// room if it is the first local member, and announces the user's presence
-// if this is their first connection in the room anywhere.
-func (h *Hub) attach(ctx context.Context, c Conn, name string, member protocol.Member) (*room, error) {
+// attach registers c in the room (pending) and subscribes the node to the
+// room if it is the first local member. It returns with the user's
+// presence lock in the room held (the caller unlocks it once the join is
+// served), and, when this is the user's first connection in the room on
+// this node, the presence join for the broker to announce with the join's
+// read: under the lock, so that a leave of the user's other connection
+// cannot reach the broker between the two.
+func (h *Hub) attach(ctx context.Context, c Conn, name string, member protocol.Member) (*room, *roomUser, *Event, error) {
 	h.mu.Lock()
 	r := h.rooms[name]
 	if r == nil {
@@ -286,42 +296,29 @@ func (h *Hub) attach(ctx context.Context, c Conn, name string, member protocol.M
 		if err := h.broker.Subscribe(ctx, name); err != nil {
 			r.subMu.Unlock()
 			h.release(ctx, r)
-			return nil, fmt.Errorf("join %s: subscribe: %w", name, err)
+			return nil, nil, nil, fmt.Errorf("join %s: subscribe: %w", name, err)
 		}
 		r.subscribed = true
 	}
 	r.subMu.Unlock()
 
 	u := r.lockUser(member.User)
-	defer r.unlockUser(member.User, u)
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	ms, rejoin := r.conns[c]
 	if rejoin {
 		h.mu.Lock()
 		r.refs-- // counted once per connection
 		h.mu.Unlock()
 		ms.pending, ms.queued = true, nil
-		r.mu.Unlock()
-		return r, nil
+		return r, u, nil, nil
 	}
 	r.conns[c] = &membership{member: member, pending: true}
 	u.conns++
-	firstLocal := u.conns == 1
-	r.mu.Unlock()
-
-	if firstLocal {
-		join := Event{Kind: EventPresence, Room: name, User: member.User, Name: member.Name, State: protocol.PresenceJoin}
-		if _, err := h.broker.AnnounceMember(ctx, name, member, join); err != nil {
-			// Undo the registration; the broker did not count the user.
-			r.mu.Lock()
-			delete(r.conns, c)
-			u.conns-- // the entry goes with the lock (unlockUser)
-			r.mu.Unlock()
-			h.release(ctx, r)
-			return nil, fmt.Errorf("join %s: presence: %w", name, err)
-		}
+	if u.conns > 1 {
+		return r, u, nil, nil
 	}
-	return r, nil
+	return r, u, &Event{Kind: EventPresence, Room: name, User: member.User, Name: member.Name, State: protocol.PresenceJoin}, nil
 }
 
 // Drain tells the hub that the node is shutting down and its

@@ -479,8 +479,14 @@ func (b *MemoryBroker) WithdrawMember(ctx context.Context, room, user string, le
 	return last, err
 }
 
-// ReadJoin implements Broker: Since or History, then Members.
-func (b *MemoryBroker) ReadJoin(ctx context.Context, room, since string, limit int) (history []protocol.Message, recovered bool, members []protocol.Member, err error) {
+// ReadJoin implements Broker: AnnounceMember, Since or History, then
+// Members.
+func (b *MemoryBroker) ReadJoin(ctx context.Context, room, since string, limit int, join *Event) (history []protocol.Message, recovered bool, members []protocol.Member, err error) {
+	if join != nil {
+		if _, err := b.AnnounceMember(ctx, room, protocol.Member{User: join.User, Name: join.Name}, *join); err != nil {
+			return nil, false, nil, err
+		}
+	}
 	if since != "" {
 		history, recovered, err = b.Since(ctx, room, since)
 	} else {

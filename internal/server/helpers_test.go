@@ -644,9 +644,9 @@ func (b failingBroker) History(ctx context.Context, room, before string, limit i
 	return b.Broker.History(ctx, room, before, limit)
 }
 
-func (b failingBroker) ReadJoin(ctx context.Context, room, since string, limit int) ([]protocol.Message, bool, []protocol.Member, error) {
+func (b failingBroker) ReadJoin(ctx context.Context, room, since string, limit int, join *hub.Event) ([]protocol.Message, bool, []protocol.Member, error) {
 	if strings.HasPrefix(room, "nohist") {
 		return nil, false, nil, errBroken
 	}
-	return b.Broker.ReadJoin(ctx, room, since, limit)
+	return b.Broker.ReadJoin(ctx, room, since, limit, join)
 }

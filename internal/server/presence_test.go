@@ -27,14 +27,16 @@ func (b *gateBroker) WithdrawMember(ctx context.Context, room, user string, leav
 	return b.Broker.WithdrawMember(ctx, room, user, leave)
 }
 
-func (b *gateBroker) AnnounceMember(ctx context.Context, room string, m protocol.Member, join hub.Event) (bool, error) {
-	if m.User == "bob" {
+// ReadJoin is where the hub claims a user's presence: with the join's
+// read, when the user had no connection in the room on this node.
+func (b *gateBroker) ReadJoin(ctx context.Context, room, since string, limit int, join *hub.Event) ([]protocol.Message, bool, []protocol.Member, error) {
+	if join != nil && join.User == "bob" {
 		select {
 		case b.adding <- struct{}{}:
 		default:
 		}
 	}
-	return b.Broker.AnnounceMember(ctx, room, m, join)
+	return b.Broker.ReadJoin(ctx, room, since, limit, join)
 }
 
 // TestPresenceLeaveJoinOverlap: one tab of a user leaves a room while

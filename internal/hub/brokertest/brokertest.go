@@ -46,6 +46,7 @@ func Run(t *testing.T, newBroker NewBroker) {
 		{"Events", testEvents},
 		{"PresenceAnnounced", testPresenceAnnounced},
 		{"ReadJoin", testReadJoin},
+		{"ReadJoinAnnounces", testReadJoinAnnounces},
 		{"CanceledContext", testCanceled},
 		{"Ready", testReady},
 	}
@@ -751,7 +752,7 @@ func testReadJoin(t *testing.T, nb NewBroker) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			hist, rec, members, err := b.ReadJoin(c, tc.room, tc.since, tc.limit)
+			hist, rec, members, err := b.ReadJoin(c, tc.room, tc.since, tc.limit, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -776,6 +777,58 @@ func testReadJoin(t *testing.T, nb NewBroker) {
 				t.Errorf("members %v, want %v", members, wantMembers)
 			}
 		})
+	}
+}
+
+// testReadJoinAnnounces: ReadJoin with a join event claims the user's
+// presence before it reads, so that the members it returns include the
+// user, and publishes the event only when the claim is the first, as
+// AnnounceMember does.
+func testReadJoinAnnounces(t *testing.T, nb NewBroker) {
+	b := nb(t, defaultRetention())
+	rec := NewRecorder()
+	b.SetHandler(rec)
+	c := ctx(t)
+	if err := b.Subscribe(c, "rja"); err != nil {
+		t.Fatal(err)
+	}
+	Publish(t, b, "rja", "ann", "hello", "")
+	if m := rec.Next(t); m.Text != "hello" {
+		t.Fatalf("delivered %+v, want the message", m)
+	}
+	carol := protocol.Member{User: "carol", Name: "Carol"}
+	join := hub.Event{Kind: hub.EventPresence, Room: "rja", User: "carol", Name: "Carol", State: protocol.PresenceJoin}
+	marker := hub.Event{Kind: hub.EventTyping, Room: "rja", User: "marker"}
+	for i, wantEvent := range []bool{true, false} {
+		hist, _, members, err := b.ReadJoin(c, "rja", "", 10, &join)
+		if err != nil {
+			t.Fatalf("join %d: %v", i, err)
+		}
+		if len(hist) != 1 || hist[0].Text != "hello" {
+			t.Errorf("join %d: history %v, want the one message", i, texts(hist))
+		}
+		if len(members) != 1 || members[0] != carol {
+			t.Errorf("join %d: members %v, want carol, claimed before the read", i, members)
+		}
+		if err := b.PublishEvent(c, marker); err != nil {
+			t.Fatal(err)
+		}
+		if wantEvent {
+			if ev := rec.NextEvent(t); ev != join {
+				t.Fatalf("join %d: delivered %+v, want %+v", i, ev, join)
+			}
+		}
+		if ev := rec.NextEvent(t); ev != marker {
+			t.Fatalf("join %d: delivered %+v, want only the marker (a claim that is not the first is not announced)", i, ev)
+		}
+	}
+	leave := join
+	leave.State = protocol.PresenceLeave
+	if last, err := b.WithdrawMember(c, "rja", "carol", leave); err != nil || !last {
+		t.Fatalf("WithdrawMember after two claims of one node: last %v, err %v; want true", last, err)
+	}
+	if ev := rec.NextEvent(t); ev != leave {
+		t.Fatalf("delivered %+v, want %+v", ev, leave)
 	}
 }
 

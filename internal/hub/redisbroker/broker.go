@@ -444,6 +444,12 @@ func (b *Broker) addMember(ctx context.Context, room string, m protocol.Member, 
 	if err != nil {
 		return false, classify("presence "+room, err)
 	}
+	b.claimed(room, m)
+	return first == 1, nil
+}
+
+// claimed records a claim Redis took, for the heartbeat to renew.
+func (b *Broker) claimed(room string, m protocol.Member) {
 	b.membersMu.Lock()
 	users := b.members[room]
 	if users == nil {
@@ -452,7 +458,6 @@ func (b *Broker) addMember(ctx context.Context, room string, m protocol.Member, 
 	}
 	users[m.User] = m.Name
 	b.membersMu.Unlock()
-	return first == 1, nil
 }
 
 // RemoveMember implements hub.Broker. The local claim is forgotten even
@@ -532,11 +537,13 @@ func membersReply(res []string) []protocol.Member {
 	return out
 }
 
-// ReadJoin implements hub.Broker: the history (or, with since, what
-// came after it) and the members, in one pipelined round trip instead of
-// two. Both scripts touch only the room's keys, so in a cluster the
-// pipeline goes to the room's node.
-func (b *Broker) ReadJoin(ctx context.Context, room, since string, limit int) ([]protocol.Message, bool, []protocol.Member, error) {
+// ReadJoin implements hub.Broker: the presence claim with its join event
+// (when join is given), the history (or, with since, what came after it)
+// and the members, in one pipelined round trip instead of three. Every
+// script touches only the room's keys, so in a cluster the pipeline goes
+// to the room's node; Redis runs them in order, so the members include
+// the user just claimed.
+func (b *Broker) ReadJoin(ctx context.Context, room, since string, limit int, join *hub.Event) ([]protocol.Message, bool, []protocol.Member, error) {
 	sid, fromSince := protocol.ID{}, since != ""
 	if fromSince {
 		var ok bool
@@ -548,9 +555,18 @@ func (b *Broker) ReadJoin(ctx context.Context, room, since string, limit int) ([
 		return nil, false, nil, err
 	}
 	k := b.keys(room)
-	var hist, mem *redis.Cmd
+	var claim []any
+	if join != nil {
+		claim = append([]any{join.User, join.Name, b.cfg.NodeID, b.cfg.PresenceTTL.Milliseconds()}, b.publishArgs(*join)...)
+	}
+	var add, hist, mem *redis.Cmd
 	pipeline := func(bySHA bool) error {
 		_, err := b.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+			if claim != nil {
+				// A second run (after NOSCRIPT) claims again: a claim is
+				// idempotent, and the event goes only with a first one.
+				add = evalIn(ctx, p, addMemberScript, bySHA, []string{k.presence, k.entries}, claim...)
+			}
 			switch {
 			case fromSince:
 				hist = evalIn(ctx, p, sinceScript, bySHA, []string{k.stream, k.meta}, b.ttlMS(), sinceArg(sid))
@@ -570,6 +586,12 @@ func (b *Broker) ReadJoin(ctx context.Context, room, since string, limit int) ([
 	}
 	if err != nil {
 		return nil, false, nil, classify("join "+room, err)
+	}
+	if add != nil {
+		if err := add.Err(); err != nil {
+			return nil, false, nil, classify("presence "+room, err)
+		}
+		b.claimed(room, protocol.Member{User: join.User, Name: join.Name})
 	}
 	var (
 		history   []protocol.Message

@@ -25,7 +25,7 @@ func TestReadJoinAfterScriptFlush(t *testing.T) {
 	if err := c.ScriptFlush(ctx).Err(); err != nil {
 		t.Fatal(err)
 	}
-	hist, _, members, err := b.ReadJoin(ctx, "r", "", 10)
+	hist, _, members, err := b.ReadJoin(ctx, "r", "", 10, nil)
 	if err != nil {
 		t.Fatalf("ReadJoin after SCRIPT FLUSH: %v", err)
 	}
@@ -33,7 +33,7 @@ func TestReadJoinAfterScriptFlush(t *testing.T) {
 		t.Fatalf("ReadJoin after SCRIPT FLUSH: history %v, members %v", hist, members)
 	}
 	// And the pipeline works again once the scripts are back.
-	if _, _, _, err := b.ReadJoin(ctx, "r", sent.ID, 10); err != nil {
+	if _, _, _, err := b.ReadJoin(ctx, "r", sent.ID, 10, nil); err != nil {
 		t.Fatal(err)
 	}
 }

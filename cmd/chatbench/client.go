@@ -27,14 +27,26 @@ type tokenSource interface {
 	token(ctx context.Context, sub string) (string, error)
 }
 
-// signerTokens signs HS256 tokens locally with the server's secret.
+// signerTokens signs HS256 tokens locally with the server's secret, once
+// per user: the churn scenario connects the same users over and over, and
+// signing on every connection would be CPU taken from the server being
+// measured. A token outlives the run (see newTokenSource).
 type signerTokens struct {
 	signer *auth.Signer
 	ttl    time.Duration
+	signed *sync.Map // user → token
 }
 
 func (s signerTokens) token(_ context.Context, sub string) (string, error) {
-	return s.signer.Sign(auth.TokenSpec{Subject: sub, TTL: s.ttl})
+	if tok, ok := s.signed.Load(sub); ok {
+		return tok.(string), nil
+	}
+	tok, err := s.signer.Sign(auth.TokenSpec{Subject: sub, TTL: s.ttl})
+	if err != nil {
+		return "", err
+	}
+	s.signed.Store(sub, tok)
+	return tok, nil
 }
 
 // devTokens fetches tokens from POST /api/dev/token of a dev-mode server.
@@ -83,7 +95,7 @@ func newTokenSource(cfg *config) (tokenSource, error) {
 		}
 		// Long enough that no token expires (close 4001) during the run.
 		ttl := max(time.Hour, 2*cfg.duration+10*time.Minute)
-		return signerTokens{signer: signer, ttl: ttl}, nil
+		return signerTokens{signer: signer, ttl: ttl, signed: &sync.Map{}}, nil
 	}
 	return nil, errors.New("no way to get tokens: give -secret (or set CHATD_JWT_SECRET) with the server's HS256 secret, or -token-url http://HOST:PORT/api/dev/token for a dev-mode server")
 }

@@ -157,9 +157,17 @@ func (l *upgradeListener) sniff(c net.Conn) {
 		}
 		return
 	}
-	// Looked at before ReadRequest reads on from the buffer head lies in.
-	hasHost := hasHostHeader(head)
-	req, err := http.ReadRequest(br)
+	// The usual head is parsed here (parseUpgradeHead), any other by
+	// net/http.
+	req, hasHost, ok := parseUpgradeHead(head)
+	if ok {
+		_, err = br.Discard(len(head))
+	} else {
+		// Looked at before ReadRequest reads on from the buffer head
+		// lies in.
+		hasHost = hasHostHeader(head)
+		req, err = http.ReadRequest(br)
+	}
 	_ = c.SetReadDeadline(time.Time{})
 	msg := "malformed HTTP request"
 	if err == nil {

@@ -164,20 +164,30 @@ func AcceptGreeting(w http.ResponseWriter, r *http.Request, opts *AcceptOptions,
 		resp = appendHeader(resp, true, false, opText, len(greeting), false, 0)
 		resp = append(resp, greeting...)
 	}
-	if opts.WriteTimeout > 0 {
-		_ = nc.SetWriteDeadline(time.Now().Add(opts.WriteTimeout))
-	}
-	_, err = nc.Write(resp)
+	// Written by the connection's own write, which writes what the socket
+	// takes at once without a deadline (a new connection's socket takes
+	// it all) and waits, within WriteTimeout, only for the rest. The
+	// keepalive starts once the response is out: no ping can precede it.
+	o := opts.withDefaults()
+	ping := o.PingInterval
+	o.PingInterval = 0
+	c := newConn(nc, true, buffered, o, subprotocol, dp)
+	c.writeMu.Lock()
+	err = c.netWriteLocked(resp) // on failure, the connection is closed
+	c.writeMu.Unlock()
 	if cap(resp) == cap(*bp) {
 		*bp = resp // not one grown for a large greeting: that one is dropped
 	}
 	putWriteBuffer(bp)
 	if err != nil {
-		_ = nc.Close()
 		return nil, fmt.Errorf("ws: write handshake response: %w", err)
 	}
-	_ = nc.SetWriteDeadline(time.Time{})
-	return newConn(nc, true, buffered, opts.withDefaults(), subprotocol, dp), nil
+	if ping > 0 {
+		o.PingInterval = ping
+		c.opts = internOptions(o)
+		startKeepalive(c, ping, o.PongTimeout)
+	}
+	return c, nil
 }
 
 // handshakeResponseHeaders are the 101 response's own headers, which

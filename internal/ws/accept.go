@@ -165,8 +165,8 @@ func AcceptGreeting(w http.ResponseWriter, r *http.Request, opts *AcceptOptions,
 		resp = append(resp, greeting...)
 	}
 	// Written by the connection's own write, which writes what the socket
-	// takes at once without a deadline (a new connection's socket takes
-	// it all) and waits, within WriteTimeout, only for the rest. The
+	// takes at once without a deadline (a new connection's socket
+	// normally takes it all) and waits, within WriteTimeout, only for the rest. The
 	// keepalive starts once the response is out: no ping can precede it.
 	o := opts.withDefaults()
 	ping := o.PingInterval

@@ -75,13 +75,11 @@ type Hub struct {
 }
 
 // SubscriptionKeeper is implemented by brokers whose subscriptions cost
-// round trips (Redis: SUBSCRIBE, UNSUBSCRIBE, and a catch-up read), or
-// whose rooms are worth keeping (the MemoryBroker: a room made anew costs
-// allocations, here and in the broker). The hub then keeps a room
-// subscribed for KeepSubscribed after its last local member left, so that
-// a user who reloads the page, or rooms that members keep entering and
-// leaving, do not unsubscribe and subscribe the node over and over.
-// Deliveries to a room without members cost a lookup.
+// round trips (Redis: SUBSCRIBE, UNSUBSCRIBE, and a catch-up read). The
+// hub then keeps a room subscribed for KeepSubscribed after its last local
+// member left, so that a user who reloads the page, or rooms that members
+// keep entering and leaving, do not unsubscribe and subscribe the node
+// over and over. Deliveries to a room without members cost a lookup.
 type SubscriptionKeeper interface {
 	KeepSubscribed() time.Duration
 }

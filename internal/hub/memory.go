@@ -62,10 +62,7 @@ type MemoryBroker struct {
 	handler atomic.Pointer[Handler]
 }
 
-var (
-	_ Broker             = (*MemoryBroker)(nil)
-	_ SubscriptionKeeper = (*MemoryBroker)(nil)
-)
+var _ Broker = (*MemoryBroker)(nil)
 
 type memRoom struct {
 	mu         sync.Mutex
@@ -128,17 +125,6 @@ func newMemoryBroker(cfg RetentionConfig, now func() time.Time) *MemoryBroker {
 		nextSweep:  start.Add(min(cfg.TTL, time.Minute)),
 	}
 }
-
-// memoryKeep is how long the hub keeps a room of the MemoryBroker
-// subscribed after its last local member left (see KeepSubscribed).
-const memoryKeep = 10 * time.Second
-
-// KeepSubscribed implements SubscriptionKeeper. A subscription costs the
-// MemoryBroker no round trip, but a room made anew for every member who
-// comes back (a page reloaded, members coming and going) costs its
-// allocations every time, in the hub and here; kept a while, it is used
-// again as it is.
-func (b *MemoryBroker) KeepSubscribed() time.Duration { return memoryKeep }
 
 // SetHandler implements Broker.
 func (b *MemoryBroker) SetHandler(h Handler) { b.handler.Store(&h) }

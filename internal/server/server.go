@@ -303,7 +303,11 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	}
 	sess := newSession(s, conn, id, claims, member)
 	if !s.register(sess) {
-		_ = conn.Close(ws.StatusGoingAway, "node shutting down")
+		// The drain began after the welcome went out with the 101: the
+		// client is told as every connection of the draining node is
+		// (PROTOCOL.md §6), then closed.
+		_ = conn.WriteMessage(ws.Text, protocol.AppendDraining(nil, rand.Int64N(max(s.cfg.DrainWindow.Milliseconds(), 1))))
+		_ = conn.Close(ws.StatusGoingAway, "node shutting down; reconnect to another")
 		s.connCap.Release()
 		return
 	}

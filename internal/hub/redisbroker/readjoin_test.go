@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/chatd/chatd/internal/hub/brokertest"
+	"github.com/chatd/chatd/internal/hub/redisbroker/redistest"
 	"github.com/chatd/chatd/internal/protocol"
 )
 
@@ -14,7 +15,7 @@ func TestReadJoinAfterScriptFlush(t *testing.T) {
 	t.Parallel()
 	srv := standalone(t)
 	c := client(t, srv.URL(), false)
-	b := newBroker(t, c, testConfig(t, "n1", "rjflush:"))
+	b := newBroker(t, c, testConfig(t, "n1", redistest.Prefix(t)))
 	ctx := bg(t)
 	sent := brokertest.Publish(t, b, "r", "ann", "hello", "")
 	if _, err := b.AddMember(ctx, "r", protocol.Member{User: "ann", Name: "Ann"}); err != nil {

@@ -107,6 +107,39 @@ func ctx(t *testing.T) context.Context {
 
 func defaultRetention() hub.RetentionConfig { return hub.RetentionConfig{Size: 1000, TTL: time.Hour} }
 
+// subscribed returns a new broker whose deliveries go to the returned
+// Recorder, subscribed to room.
+func subscribed(t *testing.T, nb NewBroker, rc hub.RetentionConfig, room string) (hub.Broker, *Recorder, context.Context) {
+	t.Helper()
+	b := nb(t, rc)
+	rec := NewRecorder()
+	b.SetHandler(rec)
+	c := ctx(t)
+	if err := b.Subscribe(c, room); err != nil {
+		t.Fatal(err)
+	}
+	return b, rec, c
+}
+
+// expectEvent checks that the step just made delivered want (nil: no
+// event) and nothing else: a marker event published after the step comes
+// after want, and right away when want is nil.
+func expectEvent(t *testing.T, b hub.Broker, rec *Recorder, room string, want *hub.Event, step string) {
+	t.Helper()
+	marker := hub.Event{Kind: hub.EventTyping, Room: room, User: "marker"}
+	if err := b.PublishEvent(ctx(t), marker); err != nil {
+		t.Fatal(err)
+	}
+	if want != nil {
+		if ev := rec.NextEvent(t); ev != *want {
+			t.Fatalf("%s: delivered %+v, want %+v", step, ev, *want)
+		}
+	}
+	if ev := rec.NextEvent(t); ev != marker {
+		t.Fatalf("%s: delivered %+v, want only the marker", step, ev)
+	}
+}
+
 // Publish publishes text in room as user and fails the test on error.
 func Publish(t testing.TB, b hub.Broker, room, user, text, cid string) protocol.Message {
 	t.Helper()
@@ -224,12 +257,7 @@ func testDelivery(t *testing.T, nb NewBroker) {
 }
 
 func testConcurrentOrder(t *testing.T, nb NewBroker) {
-	b := nb(t, defaultRetention())
-	rec := NewRecorder()
-	b.SetHandler(rec)
-	if err := b.Subscribe(ctx(t), "conc"); err != nil {
-		t.Fatal(err)
-	}
+	b, rec, _ := subscribed(t, nb, defaultRetention(), "conc")
 	const senders, each = 4, 40
 	var wg sync.WaitGroup
 	for s := range senders {
@@ -273,13 +301,7 @@ func testConcurrentOrder(t *testing.T, nb NewBroker) {
 }
 
 func testIdempotent(t *testing.T, nb NewBroker) {
-	b := nb(t, defaultRetention())
-	rec := NewRecorder()
-	b.SetHandler(rec)
-	c := ctx(t)
-	if err := b.Subscribe(c, "idem"); err != nil {
-		t.Fatal(err)
-	}
+	b, rec, c := subscribed(t, nb, defaultRetention(), "idem")
 	orig := Publish(t, b, "idem", "ann", "hello", "k1")
 	rec.Next(t)
 	retry, dup, err := b.Publish(c, protocol.Message{Room: "idem", From: "ann", Name: "Name ann", Text: "hello again", CID: "k1"})
@@ -486,14 +508,8 @@ func testSinceAfterCountTrim(t *testing.T, nb NewBroker) {
 // trimmed from the history by count is answered with the original's id and
 // ts, and delivered to nobody.
 func testCIDAfterCountTrim(t *testing.T, nb NewBroker) {
-	b := nb(t, hub.RetentionConfig{Size: 5, TTL: time.Hour})
-	rec := NewRecorder()
-	b.SetHandler(rec)
-	c := ctx(t)
 	const room = "trim-cid"
-	if err := b.Subscribe(c, room); err != nil {
-		t.Fatal(err)
-	}
+	b, rec, c := subscribed(t, nb, hub.RetentionConfig{Size: 5, TTL: time.Hour}, room)
 	orig := Publish(t, b, room, "ann", "first", "k")
 	for i := range 10 {
 		Publish(t, b, room, "ann", "filler"+strconv.Itoa(i), "f"+strconv.Itoa(i))
@@ -626,13 +642,7 @@ func testPresence(t *testing.T, nb NewBroker) {
 }
 
 func testEvents(t *testing.T, nb NewBroker) {
-	b := nb(t, defaultRetention())
-	rec := NewRecorder()
-	b.SetHandler(rec)
-	c := ctx(t)
-	if err := b.Subscribe(c, "ev"); err != nil {
-		t.Fatal(err)
-	}
+	b, rec, c := subscribed(t, nb, defaultRetention(), "ev")
 	evs := []hub.Event{
 		{Kind: hub.EventTyping, Room: "ev", User: "ann", Name: "Ann"},
 		{Kind: hub.EventPresence, Room: "ev", User: "bob", Name: "Bob", State: protocol.PresenceJoin},
@@ -662,18 +672,11 @@ func testEvents(t *testing.T, nb NewBroker) {
 // first claim and WithdrawMember the leave only when the last is
 // withdrawn, and the claims are those AddMember and RemoveMember make.
 func testPresenceAnnounced(t *testing.T, nb NewBroker) {
-	b := nb(t, defaultRetention())
-	rec := NewRecorder()
-	b.SetHandler(rec)
-	c := ctx(t)
-	if err := b.Subscribe(c, "pann"); err != nil {
-		t.Fatal(err)
-	}
+	b, rec, c := subscribed(t, nb, defaultRetention(), "pann")
 	bob := protocol.Member{User: "bob", Name: "Bob"}
 	join := hub.Event{Kind: hub.EventPresence, Room: "pann", User: "bob", Name: "Bob", State: protocol.PresenceJoin}
 	leave := join
 	leave.State = protocol.PresenceLeave
-	marker := hub.Event{Kind: hub.EventTyping, Room: "pann", User: "marker"}
 	steps := []struct {
 		op   string // announce, withdraw
 		want bool   // first / last
@@ -699,19 +702,7 @@ func testPresenceAnnounced(t *testing.T, nb NewBroker) {
 		if got != s.want {
 			t.Errorf("step %d %s: first/last = %v, want %v", i, s.op, got, s.want)
 		}
-		// The marker, published after the step, comes after its event
-		// if any, and right away if none.
-		if err := b.PublishEvent(c, marker); err != nil {
-			t.Fatal(err)
-		}
-		if s.ev != nil {
-			if ev := rec.NextEvent(t); ev != *s.ev {
-				t.Fatalf("step %d %s: delivered %+v, want %+v", i, s.op, ev, *s.ev)
-			}
-		}
-		if ev := rec.NextEvent(t); ev != marker {
-			t.Fatalf("step %d %s: delivered %+v, want only the marker", i, s.op, ev)
-		}
+		expectEvent(t, b, rec, "pann", s.ev, fmt.Sprintf("step %d %s", i, s.op))
 		members, err := b.Members(c, "pann")
 		if err != nil {
 			t.Fatal(err)
@@ -785,21 +776,14 @@ func testReadJoin(t *testing.T, nb NewBroker) {
 // user, and publishes the event only when the claim is the first, as
 // AnnounceMember does.
 func testReadJoinAnnounces(t *testing.T, nb NewBroker) {
-	b := nb(t, defaultRetention())
-	rec := NewRecorder()
-	b.SetHandler(rec)
-	c := ctx(t)
-	if err := b.Subscribe(c, "rja"); err != nil {
-		t.Fatal(err)
-	}
+	b, rec, c := subscribed(t, nb, defaultRetention(), "rja")
 	Publish(t, b, "rja", "ann", "hello", "")
 	if m := rec.Next(t); m.Text != "hello" {
 		t.Fatalf("delivered %+v, want the message", m)
 	}
 	carol := protocol.Member{User: "carol", Name: "Carol"}
 	join := hub.Event{Kind: hub.EventPresence, Room: "rja", User: "carol", Name: "Carol", State: protocol.PresenceJoin}
-	marker := hub.Event{Kind: hub.EventTyping, Room: "rja", User: "marker"}
-	for i, wantEvent := range []bool{true, false} {
+	for i, announced := range []*hub.Event{&join, nil} {
 		hist, _, members, err := b.ReadJoin(c, "rja", "", 10, &join)
 		if err != nil {
 			t.Fatalf("join %d: %v", i, err)
@@ -810,17 +794,8 @@ func testReadJoinAnnounces(t *testing.T, nb NewBroker) {
 		if len(members) != 1 || members[0] != carol {
 			t.Errorf("join %d: members %v, want carol, claimed before the read", i, members)
 		}
-		if err := b.PublishEvent(c, marker); err != nil {
-			t.Fatal(err)
-		}
-		if wantEvent {
-			if ev := rec.NextEvent(t); ev != join {
-				t.Fatalf("join %d: delivered %+v, want %+v", i, ev, join)
-			}
-		}
-		if ev := rec.NextEvent(t); ev != marker {
-			t.Fatalf("join %d: delivered %+v, want only the marker (a claim that is not the first is not announced)", i, ev)
-		}
+		// A claim that is not the first is not announced.
+		expectEvent(t, b, rec, "rja", announced, fmt.Sprintf("join %d", i))
 	}
 	leave := join
 	leave.State = protocol.PresenceLeave

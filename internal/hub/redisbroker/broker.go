@@ -439,13 +439,18 @@ func (b *Broker) addMember(ctx context.Context, room string, m protocol.Member, 
 		return false, err
 	}
 	k := b.keys(room)
-	args := append([]any{m.User, m.Name, b.cfg.NodeID, b.cfg.PresenceTTL.Milliseconds()}, publish...)
-	first, err := addMemberScript.Run(ctx, b.client, []string{k.presence, k.entries}, args...).Int()
+	first, err := addMemberScript.Run(ctx, b.client, []string{k.presence, k.entries}, b.claimArgs(m, publish)...).Int()
 	if err != nil {
 		return false, classify("presence "+room, err)
 	}
 	b.claimed(room, m)
 	return first == 1, nil
+}
+
+// claimArgs are addMemberScript's arguments for m's claim, with the
+// optional publish arguments (publishArgs).
+func (b *Broker) claimArgs(m protocol.Member, publish []any) []any {
+	return append([]any{m.User, m.Name, b.cfg.NodeID, b.cfg.PresenceTTL.Milliseconds()}, publish...)
 }
 
 // claimed records a claim Redis took, for the heartbeat to renew.
@@ -557,7 +562,7 @@ func (b *Broker) ReadJoin(ctx context.Context, room, since string, limit int, jo
 	k := b.keys(room)
 	var claim []any
 	if join != nil {
-		claim = append([]any{join.User, join.Name, b.cfg.NodeID, b.cfg.PresenceTTL.Milliseconds()}, b.publishArgs(*join)...)
+		claim = b.claimArgs(protocol.Member{User: join.User, Name: join.Name}, b.publishArgs(*join))
 	}
 	var add, hist, mem *redis.Cmd
 	pipeline := func(bySHA bool) error {

@@ -560,9 +560,13 @@ func (b *Broker) ReadJoin(ctx context.Context, room, since string, limit int, jo
 		return nil, false, nil, err
 	}
 	k := b.keys(room)
-	var claim []any
+	var (
+		claimant protocol.Member
+		claim    []any
+	)
 	if join != nil {
-		claim = b.claimArgs(protocol.Member{User: join.User, Name: join.Name}, b.publishArgs(*join))
+		claimant = protocol.Member{User: join.User, Name: join.Name}
+		claim = b.claimArgs(claimant, b.publishArgs(*join))
 	}
 	var add, hist, mem *redis.Cmd
 	pipeline := func(bySHA bool) error {
@@ -596,7 +600,7 @@ func (b *Broker) ReadJoin(ctx context.Context, room, since string, limit int, jo
 		if err := add.Err(); err != nil {
 			return nil, false, nil, classify("presence "+room, err)
 		}
-		b.claimed(room, protocol.Member{User: join.User, Name: join.Name})
+		b.claimed(room, claimant)
 	}
 	var (
 		history   []protocol.Message

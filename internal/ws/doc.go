@@ -24,8 +24,10 @@
 // docs/performance.md). With Park (Linux), an idle connection needs no
 // goroutine at all: the reader parks the connection between messages and
 // is resumed, on a new goroutine, when the next one starts arriving; pings
-// and pongs are handled meanwhile. WaitMessage lets a reader take the
-// buffer it reads into only once a message arrives.
+// and pongs are handled meanwhile. Linger waits a little on the reader's
+// goroutine first, for a client whose next message comes right away.
+// WaitMessage lets a reader take the buffer it reads into only once a
+// message arrives.
 //
 // Writes to a TCP connection that the socket takes at once set no
 // deadline; only a write that has to wait for the peer does (WriteTimeout).

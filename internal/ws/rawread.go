@@ -3,6 +3,7 @@
 package ws
 
 import (
+	"errors"
 	"io"
 	"net"
 	"os"
@@ -31,10 +32,16 @@ func (c *Conn) readFresh() error {
 		c.r.buf, c.r.start, c.r.end = getReadBuffer(0), 0, 0
 		return nil
 	}
+	if !c.r.lingering {
+		c.dropLingerDeadline()
+	}
 	c.r.freshErr = nil
 	// c.rawReadFn is the method value c.rawRead, made once in newConn: a
 	// closure made here would cost allocations on every message.
 	if err := c.raw.Read(c.rawReadFn); err != nil {
+		if c.r.lingering && errors.Is(err, os.ErrDeadlineExceeded) {
+			return errWouldBlock // Linger's time is up
+		}
 		return err // the callback never succeeded, so no buffer is held
 	}
 	if err := c.r.freshErr; err != nil {

@@ -29,6 +29,12 @@ type reader struct {
 	// set; it is guarded by the parker's mutex, not readMu (see park).
 	nonblock, parkAdded bool
 
+	// Linger's read deadline: lingering is set while Linger waits (a
+	// deadline then ends the wait, not the connection); deadlineSet says
+	// the deadline may still be pending, to be cleared before any other
+	// read (see dropLingerDeadline).
+	lingering, deadlineSet bool
+
 	// The current message.
 	inMessage  bool // its first frame was read and its last one not yet
 	op         opcode
@@ -556,6 +562,9 @@ func (c *Conn) fill(n int) error {
 			r.end = copy(r.buf, r.buf[r.start:r.end])
 			r.start = 0
 		}
+		// The rest of a frame's head: read it however long it takes, as
+		// WaitMessage would.
+		c.dropLingerDeadline()
 		m, err := c.nc.Read(r.buf[r.end:])
 		if m > 0 {
 			c.noteActivity()
@@ -588,6 +597,7 @@ func (c *Conn) readFramePayload(p []byte) (int, error) {
 		n = copy(p, r.buf[r.start:r.end])
 		r.start += n
 	case len(p) >= readBufferSize:
+		c.dropLingerDeadline() // the rest of a message: no time limit
 		n, err = c.nc.Read(p)
 	default:
 		if c.raw != nil {

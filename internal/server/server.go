@@ -317,18 +317,15 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		// Checked first: the address is formatted only for a log line.
 		ev.Str("ip", ip.String()).Str("token_source", source).Bool("deflate", conn.Compressed()).Msg("connected")
 	}
-	// The session arms its token's expiry, parks its connection until a
-	// command arrives (see session.readLoop), and this handler returns:
-	// net/http then lets go of the request, its context and its read and
-	// write buffers, about 10 KB that every idle connection would
-	// otherwise keep. Where the connection cannot be parked, the session
-	// reads on a goroutine of its own. Serve waits for sessions like for
-	// handlers, until sessionEnded.
+	// The session arms its token's expiry and reads on a goroutine of its
+	// own, which parks the connection once the client goes quiet (see
+	// session.readLoop), and this handler returns: net/http then lets go
+	// of the request, its context and its read and write buffers, about
+	// 10 KB that every idle connection would otherwise keep. Serve waits
+	// for sessions like for handlers, until sessionEnded.
 	s.handlers.Add(1)
 	sess.start()
-	if !sess.conn.Park(sess.resume) {
-		go sess.readLoop()
-	}
+	go sess.readLoop()
 }
 
 // sessionEnded is called by a session once it has cleaned up: its place

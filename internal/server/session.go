@@ -82,7 +82,8 @@ type session struct {
 	closeText  string
 	writerDone sync.WaitGroup // counts the writer while writing is set
 
-	resume func() // readLoop, bound once: Park's argument
+	resume     func() // readLoop, bound once: Park's argument
+	lingerLeft int8   // commands readLoop still lingers for; the reader's own
 }
 
 // newSession makes the session of a connection that was greeted with
@@ -99,6 +100,8 @@ func newSession(srv *Server, conn *ws.Conn, id string, claims *auth.Claims, memb
 		cmdLim:  ratelimit.NewBucket(cfg.CommandRate, cfg.CommandBurst),
 		strikes: ratelimit.NewStrikes(cfg.AbuseStrikes, cfg.AbuseWindow),
 		qmax:    cfg.QueueSize,
+
+		lingerLeft: lingerCommands,
 	}
 	s.queue = s.small[:min(len(s.small), s.qmax)]
 	s.rooms = s.roomsBuf[:0]
@@ -401,19 +404,34 @@ func (s *session) start() {
 // goroutine goes back to what it was doing: an idle connection has no
 // goroutine, and no stack, until its next message starts arriving, when
 // readLoop runs again on a goroutine of the ws package (s.resume). Pings
-// and pongs are handled while parked. Where a connection cannot be parked
-// (TLS), the loop reads on.
+// and pongs are handled while parked. A new connection's first commands
+// are awaited on the goroutine for a moment first (lingerTime, below).
+// Where a connection cannot be parked (TLS), the loop reads on.
 func (s *session) readLoop() {
 	for {
 		s.awaitQueueRoom()
-		if s.conn.Park(s.resume) {
-			return
+		started := false
+		if s.lingerLeft > 0 {
+			var err error
+			if started, err = s.conn.Linger(lingerTime); err != nil {
+				s.end(err)
+				return
+			}
+			s.lingerLeft--
+			if !started {
+				s.lingerLeft = 0 // the client went quiet: park from now on
+			}
 		}
-		// The read buffer is taken once a message arrives: an idle
-		// connection holds none.
-		if err := s.conn.WaitMessage(); err != nil {
-			s.end(err)
-			return
+		if !started {
+			if s.conn.Park(s.resume) {
+				return
+			}
+			// The read buffer is taken once a message arrives: an idle
+			// connection holds none.
+			if err := s.conn.WaitMessage(); err != nil {
+				s.end(err)
+				return
+			}
 		}
 		if err := s.readAndHandle(); err != nil {
 			s.end(err)
@@ -421,6 +439,19 @@ func (s *session) readLoop() {
 		}
 	}
 }
+
+// A new connection's first commands come back to back (join, history, a
+// quick leave and close), and the next one is then best awaited on the
+// goroutine that served the last (ws.Conn.Linger): parking the connection
+// in between would cost a registration with the parker and two goroutine
+// hand-overs per command. After that a person types, seconds apart, and a
+// linger would only add a timer to every command: a session lingers for
+// at most lingerCommands commands, and not again once its client was quiet
+// for lingerTime.
+const (
+	lingerTime     = 20 * time.Millisecond
+	lingerCommands = 16
+)
 
 // readAndHandle reads the message that has started arriving and serves
 // it. It is a function of its own so that its frame is not on the stack

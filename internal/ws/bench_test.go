@@ -1,9 +1,12 @@
 package ws
 
 import (
+	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"sync"
 	"testing"
 )
@@ -237,4 +240,39 @@ func splitLines(s string) []string {
 		s = s[i+1:]
 	}
 	return out
+}
+
+// BenchmarkDialResponse: Dial's reading and checking of the server's 101,
+// as chatd sends it (its welcome message in the same write, left in the
+// reader for the connection), without and with permessage-deflate.
+func BenchmarkDialResponse(b *testing.B) {
+	const key = "dGhlIHNhbXBsZSBub25jZQ=="
+	welcome := fText(`{"type":"welcome","user":"u42","name":"user 42","node":"node-1","conn":"c-000123","heartbeat":30}`).encode()
+	u, _ := url.Parse("ws://127.0.0.1:18090/ws")
+	for _, m := range benchModes {
+		b.Run(m.name, func(b *testing.B) {
+			head := "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+				"Sec-WebSocket-Accept: " + AcceptKey(key) + "\r\nSec-WebSocket-Protocol: chat\r\n"
+			if m.compress {
+				head += "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover\r\n"
+			}
+			resp := append([]byte(head+"\r\n"), welcome...)
+			opts := &DialOptions{Subprotocols: []string{"chat"}, Compression: m.compress}
+			r := bytes.NewReader(nil)
+			br := bufio.NewReaderSize(nil, 1024)
+			b.SetBytes(int64(len(resp)))
+			b.ReportAllocs()
+			for b.Loop() {
+				r.Reset(resp)
+				br.Reset(r)
+				sp, dp, err := readHandshakeResponse(br, u, key, opts)
+				if err != nil || sp != "chat" || (dp != nil) != m.compress {
+					b.Fatalf("subprotocol %q, deflate %v, %v", sp, dp != nil, err)
+				}
+				if br.Buffered() != len(welcome) {
+					b.Fatalf("%d bytes left after the head, want the welcome's %d", br.Buffered(), len(welcome))
+				}
+			}
+		})
+	}
 }

@@ -142,17 +142,38 @@ func handshake(ctx context.Context, nc net.Conn, u *url.URL, secure bool, opts *
 	}
 
 	br := bufio.NewReaderSize(nc, 1024)
+	subprotocol, dp, err := readHandshakeResponse(br, u, key, opts)
+	if err != nil {
+		return nil, err
+	}
+	// The server may have sent its first frames with the 101 (chatd's
+	// welcome goes in the same write): they are the connection's.
+	var buffered []byte
+	if n := br.Buffered(); n > 0 {
+		buffered, _ = br.Peek(n)
+	}
+	_ = nc.SetDeadline(time.Time{})
+	return newConn(nc, false, buffered, opts.withDefaults(), subprotocol, dp), nil
+}
+
+// readHandshakeResponse reads the server's answer to the opening
+// handshake sent with key from br, leaving what follows it in br, and
+// checks it as RFC 6455 §4.1 asks of a client: status 101, HTTP/1.1 or
+// later, Upgrade: websocket, Connection: Upgrade, the accept key of key,
+// a subprotocol only from those offered, extensions only as offered. It
+// returns the subprotocol and the permessage-deflate parameters agreed.
+func readHandshakeResponse(br *bufio.Reader, u *url.URL, key string, opts *DialOptions) (subprotocol string, dp *deflateParams, err error) {
 	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodGet, URL: u})
 	if err != nil {
-		return nil, fmt.Errorf("ws: dial: read handshake response: %w", err)
+		return "", nil, fmt.Errorf("ws: dial: read handshake response: %w", err)
 	}
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 		resp.Body = io.NopCloser(bytes.NewReader(body))
-		return nil, &DialError{Response: resp, Err: errors.New(strings.TrimSpace(string(body)))}
+		return "", nil, &DialError{Response: resp, Err: errors.New(strings.TrimSpace(string(body)))}
 	}
-	fail := func(msg string) (*Conn, error) {
-		return nil, &DialError{Response: resp, Err: errors.New(msg)}
+	fail := func(msg string) (string, *deflateParams, error) {
+		return "", nil, &DialError{Response: resp, Err: errors.New(msg)}
 	}
 	if !resp.ProtoAtLeast(1, 1) {
 		return fail("response is not HTTP/1.1: " + resp.Proto)
@@ -165,32 +186,25 @@ func handshake(ctx context.Context, nc net.Conn, u *url.URL, secure bool, opts *
 	}
 	// §4.1: the server's subprotocol must be one of those offered; a list
 	// or a repeated header is not an answer.
-	var subprotocol string
 	if sp := resp.Header.Values("Sec-WebSocket-Protocol"); len(sp) > 0 {
 		subprotocol = strings.TrimSpace(sp[0])
 		if len(sp) > 1 || !contains(opts.Subprotocols, subprotocol) {
 			return fail(fmt.Sprintf("server chose a subprotocol that was not offered: %q", strings.Join(sp, ", ")))
 		}
 	}
-	var dp *deflateParams
 	if exts := resp.Header.Values("Sec-WebSocket-Extensions"); len(exts) > 0 {
 		if !opts.Compression {
 			return fail("server accepted an extension that was not offered")
 		}
 		p, present, err := acceptDeflateResponse(exts)
 		if err != nil {
-			return nil, &DialError{Response: resp, Err: err}
+			return "", nil, &DialError{Response: resp, Err: err}
 		}
 		if present {
 			dp = &p
 		}
 	}
-	var buffered []byte
-	if n := br.Buffered(); n > 0 {
-		buffered, _ = br.Peek(n)
-	}
-	_ = nc.SetDeadline(time.Time{})
-	return newConn(nc, false, buffered, opts.withDefaults(), subprotocol, dp), nil
+	return subprotocol, dp, nil
 }
 
 // reservedDialHeaders are the handshake headers Dial writes itself; the

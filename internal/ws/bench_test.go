@@ -247,7 +247,7 @@ func splitLines(s string) []string {
 // reader for the connection), without and with permessage-deflate.
 func BenchmarkDialResponse(b *testing.B) {
 	const key = "dGhlIHNhbXBsZSBub25jZQ=="
-	welcome := fText(`{"type":"welcome","user":"u42","name":"user 42","node":"node-1","conn":"c-000123","heartbeat":30}`).encode()
+	welcome := rawFrame{fin: true, op: opTxt, unmasked: true, payload: []byte(`{"type":"welcome","user":"u42","name":"user 42","node":"node-1","conn":"c-000123","heartbeat":30}`)}.encode()
 	u, _ := url.Parse("ws://127.0.0.1:18090/ws")
 	for _, m := range benchModes {
 		b.Run(m.name, func(b *testing.B) {

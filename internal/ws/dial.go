@@ -162,7 +162,24 @@ func handshake(ctx context.Context, nc net.Conn, u *url.URL, secure bool, opts *
 // later, Upgrade: websocket, Connection: Upgrade, the accept key of key,
 // a subprotocol only from those offered, extensions only as offered. It
 // returns the subprotocol and the permessage-deflate parameters agreed.
+//
+// The plain 101 head servers send is read by the fast path of
+// dialresp.go, when its checks pass; anything else, and every failure, by
+// readResponseNetHTTP, from the same bytes.
 func readHandshakeResponse(br *bufio.Reader, u *url.URL, key string, opts *DialOptions) (subprotocol string, dp *deflateParams, err error) {
+	var h respHead
+	if peekResponseHead(br, &h) {
+		if subprotocol, dp, ok := h.check(key, opts); ok {
+			_, _ = br.Discard(h.size) // peeked: cannot fail
+			return subprotocol, dp, nil
+		}
+	}
+	return readResponseNetHTTP(br, u, key, opts)
+}
+
+// readResponseNetHTTP is readHandshakeResponse with http.ReadResponse:
+// for any head, and for the errors (a *DialError holds the Response).
+func readResponseNetHTTP(br *bufio.Reader, u *url.URL, key string, opts *DialOptions) (subprotocol string, dp *deflateParams, err error) {
 	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodGet, URL: u})
 	if err != nil {
 		return "", nil, fmt.Errorf("ws: dial: read handshake response: %w", err)

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -381,5 +382,63 @@ func FuzzDialResponse(f *testing.F) {
 			t.Fatalf("subprotocol %q accepted", sp)
 		}
 		c.CloseNow()
+	})
+}
+
+// FuzzDialResponseHead: whatever the bytes, a head the fast path of
+// dialresp.go reads whole is one http.ReadResponse reads too, up to the
+// same byte, into the same status and the same values of the headers
+// Dial checks; complete lines it waits behind are ones net/http waits
+// behind too (it runs out of bytes on them, it does not refuse them); and
+// Dial's reading, fast path and all, answers as net/http's alone does,
+// errors and *DialError included. Heads that carry rfcAccept get past
+// the accept check; mode picks the client's offers.
+func FuzzDialResponseHead(f *testing.F) {
+	var heads []string
+	for _, tc := range fastHeads {
+		heads = append(heads, tc.head)
+	}
+	heads = append(append(heads, declinedHeads...), moreHeads...)
+	for i, head := range heads {
+		h := []byte(withAccept(head, rfcAccept))
+		f.Add(h, byte(i))
+		f.Add(append(h, frameAfter...), byte(i+1))
+	}
+	f.Fuzz(func(t *testing.T, resp []byte, mode byte) {
+		var h respHead
+		switch parseResponseHead(resp, &h) {
+		case headDone:
+			r := bytes.NewReader(resp)
+			br := bufio.NewReader(r)
+			hr, err := http.ReadResponse(br, &http.Request{Method: http.MethodGet})
+			if err != nil {
+				t.Fatalf("fast path read %q, net/http refuses it: %v", resp, err)
+			}
+			if n := len(resp) - br.Buffered() - r.Len(); n != h.size {
+				t.Fatalf("%q: head of %d bytes, net/http read %d", resp, h.size, n)
+			}
+			if hr.StatusCode != http.StatusSwitchingProtocols || hr.Proto != "HTTP/1.1" {
+				t.Fatalf("%q: net/http reads %d %s", resp, hr.StatusCode, hr.Proto)
+			}
+			var exts []string
+			for _, e := range h.exts[:h.nexts] {
+				exts = append(exts, string(e))
+			}
+			accepts, protocols := hr.Header.Values("Sec-WebSocket-Accept"), hr.Header.Values("Sec-WebSocket-Protocol")
+			if headerHasToken(hr.Header, "Upgrade", "websocket") != h.upgrade ||
+				headerHasToken(hr.Header, "Connection", "upgrade") != h.connection ||
+				len(accepts) != h.accepts || h.accepts > 0 && accepts[0] != string(h.accept) ||
+				len(protocols) != h.protocols || h.protocols > 0 && protocols[0] != string(h.protocol) ||
+				!slices.Equal(hr.Header.Values("Sec-WebSocket-Extensions"), exts) {
+				t.Fatalf("%q:\n fast path %+v\n net/http  %q", resp, h, hr.Header)
+			}
+		case headMore:
+			lines := resp[:bytes.LastIndexByte(resp, '\n')+1]
+			_, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(lines)), &http.Request{Method: http.MethodGet})
+			if !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+				t.Fatalf("fast path waits behind %q, net/http reads it: %v", lines, err)
+			}
+		}
+		compareWithNetHTTP(t, resp, &respOptions[int(mode)%len(respOptions)])
 	})
 }

@@ -544,10 +544,10 @@ func membersReply(res []string) []protocol.Member {
 
 // ReadJoin implements hub.Broker: the presence claim with its join event
 // (when join is given), the history (or, with since, what came after it)
-// and the members, in one pipelined round trip instead of three. Every
-// script touches only the room's keys, so in a cluster the pipeline goes
-// to the room's node; Redis runs them in order, so the members include
-// the user just claimed.
+// and the members, in one script call (joinScript) instead of three. It
+// touches only the room's keys, so in a cluster it goes to the room's
+// node; the members are read after the claim, so they include the user
+// just claimed.
 func (b *Broker) ReadJoin(ctx context.Context, room, since string, limit int, join *hub.Event) ([]protocol.Message, bool, []protocol.Member, error) {
 	sid, fromSince := protocol.ID{}, since != ""
 	if fromSince {
@@ -560,70 +560,62 @@ func (b *Broker) ReadJoin(ctx context.Context, room, since string, limit int, jo
 		return nil, false, nil, err
 	}
 	k := b.keys(room)
-	var (
-		claimant protocol.Member
-		claim    []any
-	)
+	args := []any{"", b.ttlMS(), 0}
+	switch {
+	case fromSince:
+		args[0], args[2] = "s", sinceArg(sid)
+	case limit > 0:
+		args[0], args[2] = "h", limit
+	}
+	var claimant protocol.Member
 	if join != nil {
 		claimant = protocol.Member{User: join.User, Name: join.Name}
-		claim = b.claimArgs(claimant, b.publishArgs(*join))
+		args = append(args, b.claimArgs(claimant, b.publishArgs(*join))...)
 	}
-	var add, hist, mem *redis.Cmd
-	pipeline := func(bySHA bool) error {
-		_, err := b.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-			if claim != nil {
-				// A second run (after NOSCRIPT) claims again: a claim is
-				// idempotent, and the event goes only with a first one.
-				add = evalIn(ctx, p, addMemberScript, bySHA, []string{k.presence, k.entries}, claim...)
-			}
-			switch {
-			case fromSince:
-				hist = evalIn(ctx, p, sinceScript, bySHA, []string{k.stream, k.meta}, b.ttlMS(), sinceArg(sid))
-			case limit > 0:
-				hist = evalIn(ctx, p, historyScript, bySHA, []string{k.stream, k.meta}, b.ttlMS(), "", limit)
-			}
-			mem = evalIn(ctx, p, membersScript, bySHA, []string{k.presence, k.entries})
-			return nil
-		})
-		return err
-	}
-	err := pipeline(true)
-	if redis.HasErrorPrefix(err, "NOSCRIPT") {
-		// A Redis that lost its scripts (restarted, flushed): their text
-		// this once, which has Redis cache them again.
-		err = pipeline(false)
-	}
+	res, err := joinScript.Run(ctx, b.client, []string{k.presence, k.entries, k.stream, k.meta}, args...).Slice()
 	if err != nil {
 		return nil, false, nil, classify("join "+room, err)
 	}
-	if add != nil {
-		if err := add.Err(); err != nil {
-			return nil, false, nil, classify("presence "+room, err)
-		}
+	if join != nil {
 		b.claimed(room, claimant)
+	}
+	if len(res) < 1 || (args[0] != "" && len(res) < 2) {
+		return nil, false, nil, fmt.Errorf("join %s: unexpected reply %v", room, res)
 	}
 	var (
 		history   []protocol.Message
 		recovered bool
 	)
-	if hist != nil {
-		res, err := hist.Slice()
-		if err != nil {
-			return nil, false, nil, classify("join "+room, err)
-		}
+	if args[0] != "" {
+		read, _ := res[1].([]any)
 		if fromSince {
-			if history, recovered, err = sinceReply(room, sid, res); err != nil {
+			if history, recovered, err = sinceReply(room, sid, read); err != nil {
 				return nil, false, nil, err
 			}
 		} else {
-			history, _ = historyReply(room, res, limit)
+			history, _ = historyReply(room, read, limit)
 		}
 	}
-	res, err := mem.StringSlice()
+	mem, err := stringSlice(res[0])
 	if err != nil {
-		return nil, false, nil, classify("members "+room, err)
+		return nil, false, nil, fmt.Errorf("members %s: %w", room, err)
 	}
-	return history, recovered, membersReply(res), nil
+	return history, recovered, membersReply(mem), nil
+}
+
+// stringSlice is a script's reply that is a list of strings.
+func stringSlice(v any) ([]string, error) {
+	list, ok := v.([]any)
+	if !ok {
+		return nil, fmt.Errorf("unexpected reply %v", v)
+	}
+	out := make([]string, len(list))
+	for i, e := range list {
+		if out[i], ok = e.(string); !ok {
+			return nil, fmt.Errorf("unexpected reply %v", v)
+		}
+	}
+	return out, nil
 }
 
 // evalIn queues script on a pipeline, by its SHA or, for a Redis that

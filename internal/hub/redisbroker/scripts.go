@@ -23,12 +23,16 @@ local function field(s)
 end
 
 -- A stream that expired (no message for the whole retention time) lost
--- every message: the highest id dropped is then the last id added.
+-- every message: the highest id dropped is then the last id added. It
+-- returns whether the stream exists: reads of one that does not can stop
+-- here.
 local function sync_expired(stream, meta)
   if redis.call('EXISTS', stream) == 0 then
     local l = redis.call('HGET', meta, 'l')
     if l then redis.call('HSET', meta, 'd', l) end
+    return false
   end
+  return true
 end
 
 -- trim_age drops messages older than the retention time and records the
@@ -122,17 +126,39 @@ redis.call(ARGV[1], ARGV[2], 'm' .. field(id) .. field(from) .. field(name) .. f
 return {0, id, from, name, text, cid, ts}
 `)
 
+// luaReads are the history reads, shared by their own scripts and
+// joinScript.
+const luaReads = `
+-- history pages back through the retained messages: up to limit+1
+-- entries before before ('' for the newest), newest first.
+local function history(stream, meta, now, ttl, before, limit)
+  if not sync_expired(stream, meta) then return {} end
+  trim_age(stream, meta, now, ttl)
+  local hi = '+'
+  if before ~= '' then hi = '(' .. before end
+  return redis.call('XREVRANGE', stream, hi, '-', 'COUNT', limit + 1)
+end
+
+-- since is what a recovery needs: {highest id dropped, entries after
+-- since, oldest first, floor ('' when the room has no record)}.
+local function since(stream, meta, now, ttl, after)
+  local entries = {}
+  if sync_expired(stream, meta) then
+    trim_age(stream, meta, now, ttl)
+    entries = redis.call('XRANGE', stream, '(' .. after, '+')
+  end
+  local d = redis.call('HGET', meta, 'd') or '0-0'
+  local f = redis.call('HGET', meta, 'f') or ''
+  return {d, entries, f}
+end
+`
+
 // historyScript pages back through the retained messages.
 //
 // KEYS: stream, meta. ARGV: retention ms, before ("" for the newest),
 // limit. Returns up to limit+1 entries, newest first.
-var historyScript = redis.NewScript(luaCommon + `
-local stream, meta = KEYS[1], KEYS[2]
-sync_expired(stream, meta)
-trim_age(stream, meta, now_ms(), tonumber(ARGV[1]))
-local hi = '+'
-if ARGV[2] ~= '' then hi = '(' .. ARGV[2] end
-return redis.call('XREVRANGE', stream, hi, '-', 'COUNT', tonumber(ARGV[3]) + 1)
+var historyScript = redis.NewScript(luaCommon + luaReads + `
+return history(KEYS[1], KEYS[2], now_ms(), tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3]))
 `)
 
 // sinceScript returns what a recovery needs.
@@ -140,13 +166,8 @@ return redis.call('XREVRANGE', stream, hi, '-', 'COUNT', tonumber(ARGV[3]) + 1)
 // KEYS: stream, meta. ARGV: retention ms, since. Returns {highest id
 // dropped, entries after since, oldest first, floor ("" when the room has
 // no record)}.
-var sinceScript = redis.NewScript(luaCommon + `
-local stream, meta = KEYS[1], KEYS[2]
-sync_expired(stream, meta)
-trim_age(stream, meta, now_ms(), tonumber(ARGV[1]))
-local d = redis.call('HGET', meta, 'd') or '0-0'
-local f = redis.call('HGET', meta, 'f') or ''
-return {d, redis.call('XRANGE', stream, '(' .. ARGV[2], '+'), f}
+var sinceScript = redis.NewScript(luaCommon + luaReads + `
+return since(KEYS[1], KEYS[2], now_ms(), tonumber(ARGV[1]), ARGV[2])
 `)
 
 // Presence. A room's presence is a sorted set of users scored by the
@@ -173,16 +194,53 @@ local function load(entries, user, now)
   return e, top
 end
 
+-- store writes a user's entry back, or drops it when no claim is left.
+-- Only a claim extends the keys' life: a drop leaves nothing that needs
+-- it, and the other users' claims are renewed by their nodes.
 local function store(presence, entries, user, e, top, ttl)
   if top == 0 then
     redis.call('HDEL', entries, user)
     redis.call('ZREM', presence, user)
-  else
-    redis.call('HSET', entries, user, cjson.encode(e))
-    redis.call('ZADD', presence, top, user)
+    return
   end
+  redis.call('HSET', entries, user, cjson.encode(e))
+  redis.call('ZADD', presence, top, user)
   redis.call('PEXPIRE', presence, 4 * ttl)
   redis.call('PEXPIRE', entries, 4 * ttl)
+end
+
+-- claim claims user's presence for node, and publishes the join event
+-- (pub: command, channel, event; nil for none) when the user is first.
+-- It returns 1 when no node had a live claim for the user before.
+local function claim(presence, entries, now, user, name, node, ttl, pub, channel, event)
+  local e, top = load(entries, user, now)
+  local first = 0
+  if not e or top == 0 then
+    first = 1
+    e = {e = {}}
+  end
+  e.n = name
+  e.e[node] = now + ttl
+  if now + ttl > top then top = now + ttl end
+  store(presence, entries, user, e, top, ttl)
+  if first == 1 and pub then redis.call(pub, channel, event) end
+  return first
+end
+
+-- members lists the users with a live claim: user, name pairs.
+local function members(presence, entries, now)
+  local out = {}
+  for _, user in ipairs(redis.call('ZRANGEBYSCORE', presence, '(' .. now, '+inf')) do
+    local raw = redis.call('HGET', entries, user)
+    local name = user
+    if raw then
+      local e = cjson.decode(raw)
+      if e.n then name = e.n end
+    end
+    table.insert(out, user)
+    table.insert(out, name)
+  end
+  return out
 end
 `
 
@@ -193,19 +251,7 @@ end
 // event, published when the user is first. Returns 1 when no node had a
 // live claim for the user before.
 var addMemberScript = redis.NewScript(luaCommon + luaPresence + `
-local now, ttl = now_ms(), tonumber(ARGV[4])
-local e, top = load(KEYS[2], ARGV[1], now)
-local first = 0
-if not e or top == 0 then
-  first = 1
-  e = {e = {}}
-end
-e.n = ARGV[2]
-e.e[ARGV[3]] = now + ttl
-if now + ttl > top then top = now + ttl end
-store(KEYS[1], KEYS[2], ARGV[1], e, top, ttl)
-if first == 1 and ARGV[5] then redis.call(ARGV[5], ARGV[6], ARGV[7]) end
-return first
+return claim(KEYS[1], KEYS[2], now_ms(), ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6], ARGV[7])
 `)
 
 // removeMemberScript drops a node's claim.
@@ -215,13 +261,15 @@ return first
 // no live claim is left. Returns 1 when the user was present and no live
 // claim is left.
 var removeMemberScript = redis.NewScript(luaCommon + luaPresence + `
-local now = now_ms()
-if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then return 0 end
-local e = cjson.decode(redis.call('HGET', KEYS[2], ARGV[1]))
+local e, top = load(KEYS[2], ARGV[1], now_ms())
+if not e then return 0 end
 e.e[ARGV[2]] = nil
-redis.call('HSET', KEYS[2], ARGV[1], cjson.encode(e))
-local e2, top = load(KEYS[2], ARGV[1], now)
-store(KEYS[1], KEYS[2], ARGV[1], e2, top, tonumber(ARGV[3]))
+-- load left only live claims: the latest of the others is the expiry.
+top = 0
+for _, x in pairs(e.e) do
+  if x > top then top = x end
+end
+store(KEYS[1], KEYS[2], ARGV[1], e, top, tonumber(ARGV[3]))
 if top == 0 then
   if ARGV[4] then redis.call(ARGV[4], ARGV[5], ARGV[6]) end
   return 1
@@ -272,17 +320,30 @@ return {left, back}
 //
 // KEYS: presence, entries. Returns user, name pairs.
 var membersScript = redis.NewScript(luaCommon + luaPresence + `
+return members(KEYS[1], KEYS[2], now_ms())
+`)
+
+// joinScript is a join's reads in one call: the presence claim (as
+// addMemberScript, when a claim is given), then the history read (as
+// historyScript or sinceScript, when one is asked for), then the members
+// (as membersScript). One call instead of three saves Redis most of the
+// cost of a join, which is in running scripts, not in their commands.
+//
+// KEYS: presence, entries, stream, meta. ARGV: read ("h" history, "s"
+// since, "" none), retention ms, limit (h) or since (s), then the claim's
+// arguments when there is a claim: user, name, node, ttl ms, and
+// optionally the publish command, channel and join event. Returns
+// {members, history or since reply (when asked for)}.
+var joinScript = redis.NewScript(luaCommon + luaReads + luaPresence + `
 local now = now_ms()
-local out = {}
-for _, user in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')) do
-  local raw = redis.call('HGET', KEYS[2], user)
-  local name = user
-  if raw then
-    local e = cjson.decode(raw)
-    if e.n then name = e.n end
-  end
-  table.insert(out, user)
-  table.insert(out, name)
+if ARGV[4] then
+  claim(KEYS[1], KEYS[2], now, ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7]), ARGV[8], ARGV[9], ARGV[10])
 end
-return out
+local read
+if ARGV[1] == 'h' then
+  read = history(KEYS[3], KEYS[4], now, tonumber(ARGV[2]), '', tonumber(ARGV[3]))
+elseif ARGV[1] == 's' then
+  read = since(KEYS[3], KEYS[4], now, tonumber(ARGV[2]), ARGV[3])
+end
+return {members(KEYS[1], KEYS[2], now), read}
 `)

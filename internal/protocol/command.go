@@ -54,7 +54,7 @@ func ParseCommand(data []byte, maxText int) (Command, *Error) {
 		return cmd, Errorf(CodeBadRequest, "ref is longer than 64 bytes")
 	}
 	cmd.Ref = ref
-	typ, ok, err := f.str(f.typ, "type")
+	typ, ok, err := f.typeName(f.typ)
 	if err != nil {
 		return cmd, err
 	}
@@ -183,7 +183,7 @@ func skipValue(data []byte, i int) int {
 
 // str decodes the string value raw of the member name; ok is false when
 // it is absent or null.
-func (f *fields) str(raw []byte, name string) (v string, ok bool, err *Error) {
+func (f *fields) str(raw []byte, name string) (string, bool, *Error) {
 	if raw == nil || string(raw) == "null" {
 		return "", false, nil
 	}
@@ -194,11 +194,37 @@ func (f *fields) str(raw []byte, name string) (v string, ok bool, err *Error) {
 	if bytes.IndexByte(body, '\\') < 0 && utf8.Valid(body) {
 		return string(body), true, nil // the usual case: nothing to unescape
 	}
-	// Escapes, or invalid UTF-8 that encoding/json turns into U+FFFD.
+	return unquote(raw, name)
+}
+
+// unquote decodes the JSON string raw with escapes or invalid UTF-8 in it
+// (which encoding/json turns into U+FFFD). It is apart from str so that
+// the variable whose address json.Unmarshal takes, and which therefore
+// lives on the heap, is allocated only in this rare case.
+func unquote(raw []byte, name string) (string, bool, *Error) {
+	var v string
 	if json.Unmarshal(raw, &v) != nil {
 		return "", false, Errorf(CodeBadRequest, name+" must be a string")
 	}
 	return v, true, nil
+}
+
+// knownTypes are the command types, returned by typeName without
+// allocating a copy of the name on every command.
+var knownTypes = [...]string{TypeJoin, TypeLeave, TypeSend, TypeHistory, TypeTyping, TypeRefresh, TypePing}
+
+// typeName is str for the member "type": a known type written without
+// escapes is the constant, anything else is decoded by str.
+func (f *fields) typeName(raw []byte) (string, bool, *Error) {
+	if len(raw) > 2 && raw[0] == '"' && raw[len(raw)-1] == '"' {
+		body := raw[1 : len(raw)-1]
+		for _, t := range knownTypes {
+			if string(body) == t {
+				return t, true, nil
+			}
+		}
+	}
+	return f.str(raw, "type")
 }
 
 // parse reads and checks the fields of cmd.Type.

@@ -251,7 +251,7 @@ func (h *Hub) serveJoin(ctx context.Context, c Conn, r *room, ref, since string,
 	if n := len(history); n > 0 {
 		last, _ = protocol.ParseID(history[n-1].ID)
 	}
-	joined := ws.NewPreparedMessage(ws.Text, protocol.AppendJoined(make([]byte, 0, joinedSize(ref, r.name, members, history)), ref, r.name, members, history, recovered))
+	joined := ws.NewPreparedMessageInPlace(ws.Text, protocol.AppendJoined(frameBuffer(joinedSize(ref, r.name, members, history)), ref, r.name, members, history, recovered))
 
 	r.mu.Lock()
 	ms := r.conns[c]
@@ -554,7 +554,7 @@ func (h *Hub) DeliverMessage(m protocol.Message) {
 	if len(r.conns) == 0 {
 		return
 	}
-	pm := ws.NewPreparedMessage(ws.Text, protocol.AppendMessage(make([]byte, 0, messageSize(&m)), &m))
+	pm := ws.NewPreparedMessageInPlace(ws.Text, protocol.AppendMessage(frameBuffer(messageSize(&m)), &m))
 	id, _ := protocol.ParseID(m.ID)
 	for c, ms := range r.conns {
 		if ms.pending {
@@ -586,7 +586,7 @@ func (h *Hub) DeliverEvent(ev Event) {
 	if len(r.conns) == 0 {
 		return
 	}
-	data := make([]byte, 0, eventOverhead+len(ev.Room)+len(ev.User)+len(ev.Name)+len(ev.State))
+	data := frameBuffer(eventOverhead + len(ev.Room) + len(ev.User) + len(ev.Name) + len(ev.State))
 	switch ev.Kind {
 	case EventTyping:
 		data = protocol.AppendTyping(data, ev.Room, ev.User, ev.Name)
@@ -595,7 +595,7 @@ func (h *Hub) DeliverEvent(ev Event) {
 	default:
 		return
 	}
-	pm := ws.NewPreparedMessage(ws.Text, data)
+	pm := ws.NewPreparedMessageInPlace(ws.Text, data)
 	for c, ms := range r.conns {
 		if ev.Kind == EventTyping && ms.member.User == ev.User {
 			continue
@@ -617,6 +617,12 @@ const (
 	messageOverhead = 112 // a message object, ts included
 	memberOverhead  = 24
 )
+
+// frameBuffer is a buffer to append an encoding of about n bytes to, with
+// the headroom for NewPreparedMessageInPlace to frame it without a copy.
+func frameBuffer(n int) []byte {
+	return make([]byte, ws.PreparedHeadroom, ws.PreparedHeadroom+n)
+}
 
 func messageSize(m *protocol.Message) int {
 	return messageOverhead + len(m.Room) + len(m.ID) + len(m.From) + len(m.Name) + len(m.Text) + len(m.CID)

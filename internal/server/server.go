@@ -472,7 +472,7 @@ func (s *Server) Drain(ctx context.Context) {
 	for i, sess := range all {
 		b := i * drainBatches / len(all)
 		batches[b] = append(batches[b], sess)
-		sess.reply(protocol.AppendDraining(nil, int64(b)*slotMS+rand.Int64N(slotMS)))
+		sess.reply(protocol.AppendDraining(replyBuffer(replyOverhead), int64(b)*slotMS+rand.Int64N(slotMS)))
 	}
 	start := time.Now()
 	for b := range batches {

@@ -194,9 +194,16 @@ func (s *session) growLocked() {
 // room, where appending to nil would grow it three or four times.
 const replyOverhead = 64
 
-// reply queues a frame for this client and writes it.
-func (s *session) reply(data []byte) {
-	if s.Send(ws.NewPreparedMessage(ws.Text, data), false) {
+// replyBuffer is a buffer to encode a reply of about n bytes into, by
+// appending to it: behind the headroom in which reply frames it.
+func replyBuffer(n int) []byte {
+	return make([]byte, ws.PreparedHeadroom, ws.PreparedHeadroom+n)
+}
+
+// reply queues a frame for this client and writes it. buf is a reply
+// encoded after the headroom of a replyBuffer, framed in place.
+func (s *session) reply(buf []byte) {
+	if s.Send(ws.NewPreparedMessageInPlace(ws.Text, buf), false) {
 		s.Flush()
 	}
 }
@@ -550,7 +557,7 @@ func (s *session) handle(ctx context.Context, data []byte) {
 		return
 	}
 	if perr != nil {
-		s.reply(protocol.AppendError(nil, cmd.Ref, perr))
+		s.reply(protocol.AppendError(replyBuffer(replyOverhead), cmd.Ref, perr))
 		return
 	}
 	s.srv.metrics.command(cmd.Type)
@@ -568,7 +575,7 @@ func (s *session) handle(ctx context.Context, data []byte) {
 	case protocol.TypeRefresh:
 		s.refresh(ctx, cmd)
 	case protocol.TypePing:
-		s.reply(protocol.AppendPong(make([]byte, 0, replyOverhead+len(cmd.Ref)), cmd.Ref))
+		s.reply(protocol.AppendPong(replyBuffer(replyOverhead+len(cmd.Ref)), cmd.Ref))
 	}
 }
 
@@ -580,11 +587,11 @@ func (s *session) denied(now time.Time, ref string, retry time.Duration) {
 		s.startClose(ws.StatusPolicyViolation, "rate limit exceeded repeatedly")
 		return
 	}
-	s.reply(protocol.AppendError(nil, ref, &protocol.Error{Code: protocol.CodeRateLimited, Message: "too many messages; retry after retry_ms", RetryMS: ratelimit.RetryMillis(retry)}))
+	s.reply(protocol.AppendError(replyBuffer(replyOverhead), ref, &protocol.Error{Code: protocol.CodeRateLimited, Message: "too many messages; retry after retry_ms", RetryMS: ratelimit.RetryMillis(retry)}))
 }
 
 func (s *session) fail(ref string, code, msg string) {
-	s.reply(protocol.AppendError(nil, ref, protocol.Errorf(code, msg)))
+	s.reply(protocol.AppendError(replyBuffer(replyOverhead), ref, protocol.Errorf(code, msg)))
 }
 
 // brokerError answers a failed broker call.
@@ -643,7 +650,7 @@ func (s *session) leave(ctx context.Context, cmd protocol.Command) {
 		return
 	}
 	s.logAt(zerolog.DebugLevel).Str("room", cmd.Room).Msg("left")
-	s.reply(protocol.AppendLeft(make([]byte, 0, replyOverhead+len(cmd.Ref)+len(cmd.Room)), cmd.Ref, cmd.Room))
+	s.reply(protocol.AppendLeft(replyBuffer(replyOverhead+len(cmd.Ref)+len(cmd.Room)), cmd.Ref, cmd.Room))
 }
 
 func (s *session) send(ctx context.Context, cmd protocol.Command, now time.Time) {
@@ -680,7 +687,7 @@ func (s *session) send(ctx context.Context, cmd protocol.Command, now time.Time)
 		return
 	}
 	s.srv.metrics.messagesIn.Inc()
-	s.reply(protocol.AppendSent(make([]byte, 0, replyOverhead+len(cmd.Ref)+len(m.Room)+len(m.ID)), cmd.Ref, m.Room, m.ID, m.TS))
+	s.reply(protocol.AppendSent(replyBuffer(replyOverhead+len(cmd.Ref)+len(m.Room)+len(m.ID)), cmd.Ref, m.Room, m.ID, m.TS))
 }
 
 func (s *session) history(ctx context.Context, cmd protocol.Command) {
@@ -697,7 +704,7 @@ func (s *session) history(ctx context.Context, cmd protocol.Command) {
 		s.brokerError(cmd.Ref, "history", cmd.Room, err)
 		return
 	}
-	s.reply(protocol.AppendHistory(nil, cmd.Ref, cmd.Room, msgs, more))
+	s.reply(protocol.AppendHistory(replyBuffer(replyOverhead), cmd.Ref, cmd.Room, msgs, more))
 }
 
 func (s *session) typing(ctx context.Context, cmd protocol.Command) {
@@ -743,7 +750,7 @@ func (s *session) refresh(ctx context.Context, cmd protocol.Command) {
 			s.logAt(zerolog.WarnLevel).Err(err).Str("room", room).Msg("leaving a room the refreshed token does not allow")
 		}
 		s.logAt(zerolog.InfoLevel).Str("room", room).Msg("refreshed token does not allow the room: left")
-		s.reply(protocol.AppendLeft(nil, "", room))
+		s.reply(protocol.AppendLeft(replyBuffer(replyOverhead), "", room))
 	}
-	s.reply(protocol.AppendRefreshed(nil, cmd.Ref, claims.Expiry.Unix()))
+	s.reply(protocol.AppendRefreshed(replyBuffer(replyOverhead), cmd.Ref, claims.Expiry.Unix()))
 }

@@ -259,6 +259,12 @@ func TestConcurrentWriters(t *testing.T) {
 	}
 }
 
+// inPlace is a message made with NewPreparedMessageInPlace.
+func inPlace(typ MessageType, data []byte) *PreparedMessage {
+	buf := append(make([]byte, PreparedHeadroom, PreparedHeadroom+len(data)), data...)
+	return NewPreparedMessageInPlace(typ, buf)
+}
+
 // TestPreparedMessage: one prepared message written to plain and
 // compressed server connections, to connections with a small window, and
 // from a client; each peer sees the message, compressed where it should be.
@@ -276,6 +282,11 @@ func TestPreparedMessage(t *testing.T) {
 		NewPreparedMessage(Text, big),
 		NewPreparedMessage(Binary, []byte("small")),
 		NewPreparedMessage(Text, nil),
+		// Framed in place: the lengths that take each header size.
+		inPlace(Binary, pattern(125)),
+		inPlace(Text, pattern(126)),
+		inPlace(Binary, pattern(70000)),
+		inPlace(Text, nil),
 	}
 	cases := []struct {
 		name    string
@@ -313,6 +324,21 @@ func TestPreparedMessage(t *testing.T) {
 			t.Fatalf("%s: big message: op %d, %d bytes", cs.name, f.op, len(payload))
 		}
 		rc.expect(evMsg(opBin, []byte("small")), evMsg(opTxt, []byte{}))
+		for _, pm := range pms[3:] {
+			f, err := rc.readFrame(10 * time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			payload := f.payload
+			if f.rsv&4 != 0 {
+				if payload, err = rc.pmd.decompress(payload); err != nil {
+					t.Fatalf("%s: %v", cs.name, err)
+				}
+			}
+			if f.op != byte(pm.typ) || !f.fin || !bytes.Equal(payload, pm.Data()) {
+				t.Fatalf("%s: in-place message of %d bytes: op %d, %d bytes", cs.name, len(pm.Data()), f.op, len(payload))
+			}
+		}
 		rc.closeHandshake()
 	}
 	// The frames are shared: built once.

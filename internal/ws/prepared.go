@@ -22,6 +22,10 @@ type PreparedMessage struct {
 	plainOnce sync.Once
 	plain     []byte // header and payload, unmasked
 
+	// framed is set when plain was built by NewPreparedMessageInPlace;
+	// it never changes afterwards.
+	framed bool
+
 	deflateOnce sync.Once
 	deflated    []byte // header and compressed payload, RSV1 set
 	deflatedLen int    // length of the compressed payload
@@ -33,6 +37,27 @@ func NewPreparedMessage(typ MessageType, data []byte) *PreparedMessage {
 	return &PreparedMessage{typ: typ, data: data}
 }
 
+// PreparedHeadroom is the room NewPreparedMessageInPlace needs in front of
+// the payload: the largest header of an unmasked frame (RFC 6455 section
+// 5.2: two bytes and a 64-bit length).
+const PreparedHeadroom = 10
+
+// NewPreparedMessageInPlace prepares buf[PreparedHeadroom:] as a message
+// of type typ, and writes the header of its unmasked frame into the
+// headroom in front of it, so that the frame a server writes is buf itself
+// rather than a copy: a message encoded by appending to
+// make([]byte, PreparedHeadroom, PreparedHeadroom+n) costs one allocation
+// fewer. It panics when buf is shorter than PreparedHeadroom. buf must not
+// be modified afterwards.
+func NewPreparedMessageInPlace(typ MessageType, buf []byte) *PreparedMessage {
+	data := buf[PreparedHeadroom:]
+	var hdr [PreparedHeadroom]byte
+	h := appendHeader(hdr[:0], true, false, opcode(typ), len(data), false, 0)
+	start := PreparedHeadroom - len(h)
+	copy(buf[start:], h)
+	return &PreparedMessage{typ: typ, data: data, plain: buf[start:], framed: true}
+}
+
 // Data returns the message payload.
 func (pm *PreparedMessage) Data() []byte { return pm.data }
 
@@ -40,6 +65,9 @@ func (pm *PreparedMessage) Data() []byte { return pm.data }
 func (pm *PreparedMessage) Type() MessageType { return pm.typ }
 
 func (pm *PreparedMessage) plainFrame() []byte {
+	if pm.framed {
+		return pm.plain
+	}
 	pm.plainOnce.Do(func() {
 		b := make([]byte, 0, maxHeaderSize+len(pm.data))
 		b = appendHeader(b, true, false, opcode(pm.typ), len(pm.data), false, 0)

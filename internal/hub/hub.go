@@ -121,6 +121,10 @@ type roomUser struct {
 	// while any.
 	lock  sync.Mutex
 	locks int
+	// join is the presence join attach returns, for the broker to
+	// announce while lock is held: kept here rather than allocated on
+	// every join.
+	join Event
 }
 
 // lockUser locks user's presence in r, making the user's entry if need
@@ -154,6 +158,9 @@ type membership struct {
 	member  protocol.Member
 	pending bool
 	queued  []pendingFrame
+	// first holds queued's first frame, usually the only one (the user's
+	// own presence join): no allocation for it on every join.
+	first [1]pendingFrame
 	// seen is the last id the joined history covered, until a newer
 	// message is delivered: a broker's delivery of a message can arrive
 	// after the join's history read already found it in the store (Redis:
@@ -267,6 +274,7 @@ func (h *Hub) serveJoin(ctx context.Context, c Conn, r *room, ref, since string,
 		flush = c.Send(f.pm, f.droppable) || flush
 	}
 	ms.pending, ms.queued, ms.seen = false, nil, last
+	ms.first = [1]pendingFrame{} // holds no frame once sent
 	r.mu.Unlock()
 	if flush {
 		c.Flush()
@@ -310,15 +318,18 @@ func (h *Hub) attach(ctx context.Context, c Conn, name string, member protocol.M
 		h.mu.Lock()
 		r.refs-- // counted once per connection
 		h.mu.Unlock()
-		ms.pending, ms.queued = true, nil
+		ms.pending, ms.queued = true, ms.first[:0]
 		return r, u, nil, nil
 	}
-	r.conns[c] = &membership{member: member, pending: true}
+	ms = &membership{member: member, pending: true}
+	ms.queued = ms.first[:0]
+	r.conns[c] = ms
 	u.conns++
 	if u.conns > 1 {
 		return r, u, nil, nil
 	}
-	return r, u, &Event{Kind: EventPresence, Room: name, User: member.User, Name: member.Name, State: protocol.PresenceJoin}, nil
+	u.join = Event{Kind: EventPresence, Room: name, User: member.User, Name: member.Name, State: protocol.PresenceJoin}
+	return r, u, &u.join, nil
 }
 
 // Drain tells the hub that the node is shutting down and its

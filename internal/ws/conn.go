@@ -166,25 +166,34 @@ func newConn(nc net.Conn, server bool, buffered []byte, opts Options, subprotoco
 // interned holds one *Options per distinct value of Options, so that the
 // connections of a server (or of a load tool) share one. Options is small
 // and comparable; a program uses few distinct ones, and past maxInterned
-// the rest get copies of their own.
-var interned sync.Map // Options -> *Options
+// the rest get copies of their own. A map keyed by the value itself: a
+// lookup allocates nothing, where a sync.Map's key would be boxed in an
+// interface on every connection.
+var (
+	internMu sync.RWMutex
+	interned = map[Options]*Options{}
+)
 
 const maxInterned = 64
 
-var internedCount atomic.Int32
-
 func internOptions(o Options) *Options {
-	if p, ok := interned.Load(o); ok {
-		return p.(*Options)
+	internMu.RLock()
+	p := interned[o]
+	internMu.RUnlock()
+	if p != nil {
+		return p
 	}
-	if internedCount.Load() >= maxInterned {
-		return &o
+	p = new(Options)
+	*p = o
+	internMu.Lock()
+	defer internMu.Unlock()
+	if q := interned[o]; q != nil {
+		return q
 	}
-	p, loaded := interned.LoadOrStore(o, &o)
-	if !loaded {
-		internedCount.Add(1)
+	if len(interned) < maxInterned {
+		interned[o] = p
 	}
-	return p.(*Options)
+	return p
 }
 
 // Subprotocol returns the negotiated subprotocol, or "".
@@ -220,7 +229,11 @@ func (c *Conn) noteActivity() {
 func (c *Conn) closeTransport(cause error) {
 	c.ncClosed.Do(func() {
 		if cause != nil {
-			c.cause.Store(&cause)
+			// A copy: taking cause's own address would put it on the
+			// heap on every call, nil or not.
+			p := new(error)
+			*p = cause
+			c.cause.Store(p)
 		}
 		if c.keepalive != nil {
 			c.keepalive.stop()

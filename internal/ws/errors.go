@@ -125,8 +125,8 @@ func (e *CloseError) Unwrap() error { return e.Err }
 // CloseStatus returns the close code carried by err, or 0 when err is not
 // (and does not wrap) a *CloseError.
 func CloseStatus(err error) StatusCode {
-	var ce *CloseError
-	if errors.As(err, &ce) {
+	// errors.AsType, unlike errors.As, needs no target on the heap.
+	if ce, ok := errors.AsType[*CloseError](err); ok {
 		return ce.Code
 	}
 	return 0

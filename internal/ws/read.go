@@ -444,7 +444,8 @@ func (c *Conn) handleControl(h header) error {
 // handleCloseFrame validates the peer's close frame (§5.5.1, §7.4), answers
 // it when this side has not sent a close yet, and ends the connection.
 func (c *Conn) handleCloseFrame(p []byte) error {
-	remote := &CloseError{Code: StatusNoStatusReceived, Remote: true}
+	// Made into a *CloseError only when it is the one returned.
+	remote := CloseError{Code: StatusNoStatusReceived, Remote: true}
 	switch {
 	case len(p) == 1:
 		return errProtocol("close frame with a 1-byte payload")
@@ -477,7 +478,9 @@ func (c *Conn) handleCloseFrame(p []byte) error {
 	if local := c.localClose.Load(); local != nil {
 		return local
 	}
-	return remote
+	e := new(CloseError)
+	*e = remote
+	return e
 }
 
 // awaitServerClose lets the server close the TCP connection first, as
@@ -507,9 +510,12 @@ func (c *Conn) lingerClose() {
 // drainTransport reads and discards until the peer closes or the read
 // deadline passes.
 func (c *Conn) drainTransport() {
-	var scratch [512]byte
+	// A pooled buffer: an array here would be on the heap (nc.Read is an
+	// interface call), on every close.
+	scratch := getReadBuffer(0)
+	defer putReadBuffer(scratch)
 	for {
-		if _, err := c.nc.Read(scratch[:]); err != nil {
+		if _, err := c.nc.Read(scratch); err != nil {
 			return
 		}
 	}
@@ -519,12 +525,10 @@ func (c *Conn) drainTransport() {
 // and does what §7.1.7 asks: a protocol violation is answered with a close
 // frame carrying its code before the connection is closed.
 func (c *Conn) readFailed(err error) error {
-	var ce *CloseError
-	if errors.As(err, &ce) {
+	if ce, ok := errors.AsType[*CloseError](err); ok {
 		return ce
 	}
-	var pe *protocolError
-	if errors.As(err, &pe) {
+	if pe, ok := errors.AsType[*protocolError](err); ok {
 		_, _ = c.writeClose(pe.code, pe.msg, true)
 		c.lingerClose()
 		return &CloseError{Code: pe.code, Reason: pe.msg, Err: pe}

@@ -130,11 +130,14 @@ func (c *Conn) writableLocked() error {
 // whether this call sent it. initiate records it as the close this side
 // started (rather than the echo of the peer's).
 func (c *Conn) writeClose(code StatusCode, reason string, initiate bool) (sent bool, err error) {
-	var payload [maxControlPayload]byte
-	n := 0
+	// A pooled buffer: an array here would be on the heap (the write
+	// path keeps the payloads it is given out of sight of the compiler).
+	bp := getWriteBuffer()
+	defer putWriteBuffer(bp)
+	payload := (*bp)[:0]
 	if code != StatusNoStatusReceived && code != 0 {
-		binary.BigEndian.PutUint16(payload[:], uint16(code))
-		n = 2 + copy(payload[2:], truncateUTF8(reason, maxControlPayload-2))
+		payload = binary.BigEndian.AppendUint16(payload, uint16(code))
+		payload = append(payload, truncateUTF8(reason, maxControlPayload-2)...)
 	}
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
@@ -148,7 +151,7 @@ func (c *Conn) writeClose(code StatusCode, reason string, initiate bool) (sent b
 	if c.writeErr != nil {
 		return false, c.writeErr
 	}
-	return true, c.writeFrameLocked(true, false, opClose, payload[:n])
+	return true, c.writeFrameLocked(true, false, opClose, payload)
 }
 
 // truncateUTF8 shortens s to at most n bytes without splitting a rune.

@@ -31,7 +31,11 @@ func TokenFromRequest(r *http.Request) (token string, source string) {
 			return tok, SourceHeader
 		}
 	}
-	for _, p := range subprotocols(r) {
+	for e := subprotocols(r); ; {
+		p, more := e.next()
+		if !more {
+			break
+		}
 		if tok, ok := strings.CutPrefix(p, subprotocolTokenPrefix); ok && tok != "" {
 			return tok, SourceSubprotocol
 		}
@@ -61,25 +65,62 @@ func bearerToken(v string) string {
 // offered and can never echo the token back in its response.
 func OfferedSubprotocols(r *http.Request) []string {
 	var out []string
-	for _, p := range subprotocols(r) {
+	for e := subprotocols(r); ; {
+		p, more := e.next()
+		if !more {
+			return out
+		}
 		if !strings.HasPrefix(p, subprotocolTokenPrefix) {
 			out = append(out, p)
 		}
 	}
-	return out
 }
 
-// subprotocols splits every Sec-WebSocket-Protocol header: the field is a
-// comma-separated list that may also be sent as several header lines (RFC
-// 6455 §11.3.4, RFC 9110 §5.3), with optional whitespace around entries.
-func subprotocols(r *http.Request) []string {
-	var out []string
-	for _, v := range r.Header.Values("Sec-WebSocket-Protocol") {
-		for p := range strings.SplitSeq(v, ",") {
-			if p = strings.Trim(p, " \t"); p != "" {
-				out = append(out, p)
-			}
+// OffersSubprotocol reports whether OfferedSubprotocols(r) holds name,
+// without collecting them.
+func OffersSubprotocol(r *http.Request, name string) bool {
+	for e := subprotocols(r); ; {
+		p, more := e.next()
+		if !more {
+			return false
+		}
+		if p == name && !strings.HasPrefix(p, subprotocolTokenPrefix) {
+			return true
 		}
 	}
-	return out
+}
+
+// subprotocolHeader is Sec-WebSocket-Protocol in the canonical form
+// http.Header keys have: looked up as it is, where Header.Values would
+// allocate its canonical form on every call.
+const subprotocolHeader = "Sec-Websocket-Protocol"
+
+// subprotocolEntries walks the entries of every Sec-WebSocket-Protocol
+// header: the field is a comma-separated list that may also be sent as
+// several header lines (RFC 6455 §11.3.4, RFC 9110 §5.3), with optional
+// whitespace around entries. Empty entries are skipped. A plain loop: an
+// iterator's closures would be allocated on every upgrade.
+type subprotocolEntries struct {
+	lines []string
+	rest  string // of the current line
+}
+
+func subprotocols(r *http.Request) subprotocolEntries {
+	return subprotocolEntries{lines: r.Header[subprotocolHeader]}
+}
+
+// next returns the next entry; ok is false after the last.
+func (e *subprotocolEntries) next() (p string, ok bool) {
+	for {
+		for e.rest == "" {
+			if len(e.lines) == 0 {
+				return "", false
+			}
+			e.rest, e.lines = e.lines[0], e.lines[1:]
+		}
+		p, e.rest, _ = strings.Cut(e.rest, ",")
+		if p = strings.Trim(p, " \t"); p != "" {
+			return p, true
+		}
+	}
 }

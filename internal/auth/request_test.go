@@ -87,6 +87,11 @@ func TestOfferedSubprotocols(t *testing.T) {
 			if got := auth.OfferedSubprotocols(r); !slices.Equal(got, tt.want) {
 				t.Fatalf("OfferedSubprotocols = %q, want %q", got, tt.want)
 			}
+			for _, name := range []string{"chat", "v2", "v3", "access_token.a.b.c", "access_token.", "", " chat"} {
+				if got, want := auth.OffersSubprotocol(r, name), slices.Contains(tt.want, name); got != want {
+					t.Fatalf("OffersSubprotocol(%q) = %v, want %v", name, got, want)
+				}
+			}
 		})
 	}
 }

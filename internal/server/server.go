@@ -265,7 +265,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		reject(http.StatusUnauthorized, "unauthorized", "token_"+reason, "token refused: "+reason)
 		return
 	}
-	if !containsString(auth.OfferedSubprotocols(r), Subprotocol) {
+	if !auth.OffersSubprotocol(r, Subprotocol) {
 		reject(http.StatusBadRequest, "bad_request", "subprotocol", `the client must offer the "chat" subprotocol in Sec-WebSocket-Protocol`)
 		return
 	}
@@ -334,15 +334,6 @@ func (s *Server) sessionEnded() {
 	s.metrics.connections.Dec()
 	s.connCap.Release()
 	s.handlers.Done()
-}
-
-func containsString(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 func (s *Server) register(sess *session) bool {

@@ -106,8 +106,14 @@ func parseUpgradeHead(head []byte) (req *http.Request, hasHost, ok bool) {
 	}
 	s := sb.String()
 	uri, pos := s[:len(target)], len(target)
+	ur := new(upgradeRequest)
 	h := make(http.Header, len(fields)-hosts)
-	values := make([]string, len(fields))
+	var values []string
+	if len(fields) <= len(ur.values) {
+		values = ur.values[:len(fields)]
+	} else {
+		values = make([]string, len(fields))
+	}
 	host := ""
 	for i, f := range fields {
 		v := s[pos : pos+f.v1-f.v0]
@@ -123,11 +129,13 @@ func parseUpgradeHead(head []byte) (req *http.Request, hasHost, ok bool) {
 		values[i] = v
 		h[f.name] = values[i : i+1 : i+1]
 	}
-	u := &url.URL{Path: "/ws"}
+	u := &ur.url
+	u.Path = "/ws"
 	if len(uri) > 3 {
 		u.RawQuery = uri[4:]
 	}
-	req = &http.Request{
+	req = &ur.req
+	*req = http.Request{
 		Method:     http.MethodGet,
 		URL:        u,
 		Proto:      "HTTP/1.1",
@@ -140,6 +148,14 @@ func parseUpgradeHead(head []byte) (req *http.Request, hasHost, ok bool) {
 		Close:      hasCloseToken(h["Connection"]),
 	}
 	return req, hosts == 1, true
+}
+
+// upgradeRequest is the request parseUpgradeHead returns, its URL and
+// (usually) the backing array of its header values, allocated at once.
+type upgradeRequest struct {
+	req    http.Request
+	url    url.URL
+	values [12]string // as many as parseUpgradeHead's fields buffer
 }
 
 // canonicalName returns the canonical form of a header name (made of

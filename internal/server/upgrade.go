@@ -463,6 +463,7 @@ type upgradeResponse struct {
 	status   int
 	body     bytes.Buffer
 	hijacked bool
+	rw       bufio.ReadWriter // Hijack's, in place
 }
 
 func newUpgradeResponse(c net.Conn, br *bufio.Reader) *upgradeResponse {
@@ -497,7 +498,8 @@ func (w *upgradeResponse) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, http.ErrHijacked
 	}
 	w.hijacked = true
-	return w.c, bufio.NewReadWriter(w.br, bufio.NewWriterSize(w.c, 64)), nil
+	w.rw = bufio.ReadWriter{Reader: w.br, Writer: bufio.NewWriterSize(w.c, 64)}
+	return w.c, &w.rw, nil
 }
 
 // finish writes the collected response and closes the connection: first

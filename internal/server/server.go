@@ -290,7 +290,9 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	// connection) goes out in the same write as the 101 response: one
 	// write and one segment fewer per connection, and nothing can be
 	// queued before it.
-	id := s.cfg.NodeID + "-" + strconv.FormatUint(s.connSeq.Add(1), 36)
+	// One allocation, the string itself (a node id is at most 64 bytes).
+	var idBuf [80]byte
+	id := string(strconv.AppendUint(append(append(idBuf[:0], s.cfg.NodeID...), '-'), s.connSeq.Add(1), 36))
 	member := protocol.Member{User: claims.Subject, Name: displayName(claims)}
 	// Built on the stack: Accept copies it into the response.
 	var welcomeBuf [320]byte
@@ -325,7 +327,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	// for sessions like for handlers, until sessionEnded.
 	s.handlers.Add(1)
 	sess.start()
-	go sess.readLoop()
+	go sess.resume() // readLoop, bound already: no closure to allocate here
 }
 
 // sessionEnded is called by a session once it has cleaned up: its place

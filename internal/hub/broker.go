@@ -95,7 +95,8 @@ type Broker interface {
 	// include the user just announced. A broker may make them one step
 	// (the Redis broker: one pipeline, one round trip). On an error the
 	// announcement may or may not have been made: the caller withdraws
-	// it as it would any other (WithdrawMember).
+	// it as it would any other (WithdrawMember). join is the caller's
+	// again once ReadJoin returns: a broker keeps no reference to it.
 	ReadJoin(ctx context.Context, room, since string, limit int, join *Event) (history []protocol.Message, recovered bool, members []protocol.Member, err error)
 
 	// PublishEvent delivers an ephemeral event to every subscribed node.

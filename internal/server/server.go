@@ -327,6 +327,14 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	// for sessions like for handlers, until sessionEnded.
 	s.handlers.Add(1)
 	sess.start()
+	if uw, ok := w.(*upgradeResponse); ok {
+		// Sniffed by chatd: the goroutine that read the request reads on,
+		// once it has let go of what it held for the request, with the
+		// stack it grew serving it; a new goroutine would grow its own
+		// while serving the first command.
+		uw.then = sess.resume
+		return
+	}
 	go sess.resume() // readLoop, bound already: no closure to allocate here
 }
 

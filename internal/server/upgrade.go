@@ -131,9 +131,19 @@ func isTemporary(err error) bool {
 var sniffReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
 
 // sniff reads the head of c's first request and serves it if it is an
-// upgrade; otherwise it hands c to net/http.
+// upgrade; otherwise it hands c to net/http. A session that the upgrade
+// started reads on, on this goroutine (see upgradeResponse.then).
 func (l *upgradeListener) sniff(c net.Conn) {
-	defer l.srv.handlers.Done()
+	then := l.serveHead(c)
+	l.srv.handlers.Done()
+	if then != nil {
+		then()
+	}
+}
+
+// serveHead is sniff's work until the request is served; it returns what
+// the handler left to run after it (upgradeResponse.then), if anything.
+func (l *upgradeListener) serveHead(c net.Conn) (then func()) {
 	br := sniffReaders.Get().(*bufio.Reader)
 	br.Reset(c)
 	defer func() {
@@ -184,7 +194,9 @@ func (l *upgradeListener) sniff(c net.Conn) {
 	l.srv.upgradeHandler.ServeHTTP(w, req)
 	if !w.hijacked {
 		w.finish()
+		return nil
 	}
+	return w.then
 }
 
 // errNotUpgrade is peekHead's answer for bytes that cannot begin a head
@@ -464,6 +476,7 @@ type upgradeResponse struct {
 	body     bytes.Buffer
 	hijacked bool
 	rw       bufio.ReadWriter // Hijack's, in place
+	then     func()           // set by the handler: run by sniff once it let go of the request
 }
 
 func newUpgradeResponse(c net.Conn, br *bufio.Reader) *upgradeResponse {

@@ -192,7 +192,9 @@ func readResponseNetHTTP(br *bufio.Reader, u *url.URL, key string, opts *DialOpt
 	fail := func(msg string) (string, *deflateParams, error) {
 		return "", nil, &DialError{Response: resp, Err: errors.New(msg)}
 	}
-	if !resp.ProtoAtLeast(1, 1) {
+	// HTTP/1.1, or a later 1.x: a text status line naming HTTP/2 or
+	// later is no version's (those are binary), whatever net/http parses.
+	if resp.ProtoMajor != 1 || resp.ProtoMinor < 1 {
 		return fail("response is not HTTP/1.1: " + resp.Proto)
 	}
 	if !headerHasToken(resp.Header, "Upgrade", "websocket") || !headerHasToken(resp.Header, "Connection", "upgrade") {

@@ -124,6 +124,17 @@ type Broker struct {
 	membersMu sync.Mutex
 	members   map[string]map[string]string // room → user → name, claimed by this node
 
+	// renewMu orders renewals against withdrawals. A renewal claims the
+	// members as they were when it started: a withdrawal (RemoveMember,
+	// WithdrawMember, LapseMember) made while it runs would be undone by
+	// it, the user claimed again by this node, shown present by every node
+	// until the claim expired, then announced leaving a second time.
+	// Renewals hold it to write, withdrawals to read.
+	renewMu sync.RWMutex
+	// afterClaims, when set (by tests), runs in a renewal between taking
+	// the members and renewing them.
+	afterClaims func()
+
 	// unregistered counts the shards whose members are to be registered
 	// again in Redis (see shard.reregister): zero almost always, so the
 	// commands that read or change presence check it for nothing.
@@ -481,6 +492,8 @@ func (b *Broker) removeMember(ctx context.Context, room, user string, publish []
 	// Registered again first, so that the users who still show the user
 	// present learn that they left.
 	serr := b.settle(ctx, room)
+	b.renewMu.RLock()
+	defer b.renewMu.RUnlock()
 	b.membersMu.Lock()
 	if users := b.members[room]; users != nil {
 		delete(users, user)
@@ -508,6 +521,8 @@ func (b *Broker) removeMember(ctx context.Context, room, user string, publish []
 // node with members in the room announces the leave once the claim has
 // expired.
 func (b *Broker) LapseMember(ctx context.Context, room, user string) error {
+	b.renewMu.RLock()
+	defer b.renewMu.RUnlock()
 	b.membersMu.Lock()
 	defer b.membersMu.Unlock()
 	if users := b.members[room]; users != nil {
@@ -719,7 +734,19 @@ func (b *Broker) heartbeatLoop() {
 func (b *Broker) heartbeat(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.PresenceTTL/3)
 	defer cancel()
-	return b.renew(ctx, b.claims(nil))
+	return b.renewClaims(ctx, nil)
+}
+
+// renewClaims renews this node's claims in every room (in sh's rooms,
+// unless sh is nil), with no withdrawal running meanwhile (renewMu).
+func (b *Broker) renewClaims(ctx context.Context, sh *shard) error {
+	b.renewMu.Lock()
+	defer b.renewMu.Unlock()
+	rooms := b.claims(sh)
+	if b.afterClaims != nil {
+		b.afterClaims()
+	}
+	return b.renew(ctx, rooms)
 }
 
 // claims returns the refresh script's arguments for every room in which

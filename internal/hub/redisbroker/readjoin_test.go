@@ -9,8 +9,8 @@ import (
 )
 
 // TestReadJoinAfterScriptFlush: a Redis that lost its scripts (restarted,
-// or SCRIPT FLUSH) answers the join's pipeline with NOSCRIPT; ReadJoin
-// then sends the scripts' text, which Redis caches again.
+// or SCRIPT FLUSH) answers the join's script call with NOSCRIPT; ReadJoin
+// then sends the script's text, which Redis caches again.
 func TestReadJoinAfterScriptFlush(t *testing.T) {
 	t.Parallel()
 	srv := standalone(t)
@@ -33,7 +33,7 @@ func TestReadJoinAfterScriptFlush(t *testing.T) {
 	if len(hist) != 1 || hist[0].ID != sent.ID || len(members) != 1 || members[0].User != "ann" {
 		t.Fatalf("ReadJoin after SCRIPT FLUSH: history %v, members %v", hist, members)
 	}
-	// And the pipeline works again once the scripts are back.
+	// And the call by SHA works again once the script is back.
 	if _, _, _, err := b.ReadJoin(ctx, "r", sent.ID, 10, nil); err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"maps"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -166,5 +167,53 @@ func TestPresenceFoundMissing(t *testing.T) {
 			t.Fatalf("node %d: %+v after the users were registered again", n, ev)
 		default:
 		}
+	}
+}
+
+// TestWithdrawDuringRenewal: a member withdrawn while a renewal of the
+// node's claims runs stays withdrawn. The renewal took the members before
+// the withdrawal; were the two to interleave, it would claim the user
+// again, and every node would show them present until the claim expired.
+func TestWithdrawDuringRenewal(t *testing.T) {
+	t.Parallel()
+	srv := standalone(t)
+	c := client(t, srv.URL(), false)
+	b := newBroker(t, c, testConfig(t, "n1", redistest.Prefix(t)))
+	ctx := bg(t)
+	if _, err := b.AddMember(ctx, "r", protocol.Member{User: "ann", Name: "Ann"}); err != nil {
+		t.Fatal(err)
+	}
+	removed := make(chan error, 1)
+	var once sync.Once
+	b.renewMu.Lock() // the hook is read under it, by this test's renewal or the heartbeat's
+	b.afterClaims = func() {
+		once.Do(func() {
+			// The withdrawal starts once the renewal took ann, and has
+			// time to run before the renewal goes on, unless it waits.
+			go func() {
+				_, err := b.RemoveMember(ctx, "r", "ann")
+				removed <- err
+			}()
+			time.Sleep(200 * time.Millisecond)
+		})
+	}
+	b.renewMu.Unlock()
+	if err := b.heartbeat(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-removed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("RemoveMember did not return")
+	}
+	members, err := b.Members(ctx, "r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(members) != 0 {
+		t.Fatalf("members after the withdrawal: %v, want none", members)
 	}
 }

@@ -628,7 +628,7 @@ func (sh *shard) reregister(ctx context.Context) error {
 	if !unreg {
 		return nil
 	}
-	if err := sh.b.renew(ctx, sh.b.claims(sh)); err != nil {
+	if err := sh.b.renewClaims(ctx, sh); err != nil {
 		return err
 	}
 	sh.mu.Lock()

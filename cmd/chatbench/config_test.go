@@ -76,6 +76,21 @@ func TestParseConfig(t *testing.T) {
 				t.Errorf("%+v", c)
 			}
 		}},
+		{"churn: the kernel picks the source", "churn", with(), nil, func(t *testing.T, c *config) {
+			if len(c.srcIPs) != 0 {
+				t.Errorf("source addresses %v for churn", c.srcIPs)
+			}
+		}},
+		{"churn: source addresses when asked", "churn", with("-src-ips", "4"), nil, func(t *testing.T, c *config) {
+			if len(c.srcIPs) != 4 {
+				t.Errorf("source addresses %v, want 4", c.srcIPs)
+			}
+		}},
+		{"idle: four source addresses", "idle", with(), nil, func(t *testing.T, c *config) {
+			if len(c.srcIPs) != 4 {
+				t.Errorf("source addresses %v, want 4", c.srcIPs)
+			}
+		}},
 		{"no source addresses", "idle", with("-src-ips", "0"), nil, func(t *testing.T, c *config) {
 			if len(c.srcIPs) != 0 {
 				t.Errorf("source addresses %v", c.srcIPs)

@@ -250,11 +250,25 @@ func buildHandshake(u *url.URL, key string, opts *DialOptions) ([]byte, error) {
 			return nil, fmt.Errorf("ws: dial: subprotocol %q is not a token", p)
 		}
 	}
-	req := make([]byte, 0, 256)
-	req = fmt.Appendf(req, "GET %s HTTP/1.1\r\nHost: %s\r\n", u.RequestURI(), host)
-	req = append(req, "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: "+key+"\r\n"...)
+	// Appended piece by piece: the request is one allocation (a token in
+	// a header included), where formatting it cost one per piece.
+	req := make([]byte, 0, 512)
+	req = append(req, "GET "...)
+	req = append(req, u.RequestURI()...)
+	req = append(req, " HTTP/1.1\r\nHost: "...)
+	req = append(req, host...)
+	req = append(req, "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: "...)
+	req = append(req, key...)
+	req = append(req, "\r\n"...)
 	if len(opts.Subprotocols) > 0 {
-		req = append(req, "Sec-WebSocket-Protocol: "+strings.Join(opts.Subprotocols, ", ")+"\r\n"...)
+		req = append(req, "Sec-WebSocket-Protocol: "...)
+		for i, p := range opts.Subprotocols {
+			if i > 0 {
+				req = append(req, ", "...)
+			}
+			req = append(req, p...)
+		}
+		req = append(req, "\r\n"...)
 	}
 	if opts.Compression {
 		req = append(req, "Sec-WebSocket-Extensions: "+clientDeflateOffer+"\r\n"...)
@@ -274,7 +288,10 @@ func buildHandshake(u *url.URL, key string, opts *DialOptions) ([]byte, error) {
 			if strings.ContainsAny(v, "\r\n\x00") {
 				return nil, fmt.Errorf("ws: dial: header %s contains a line break", k)
 			}
-			req = append(req, k+": "+v+"\r\n"...)
+			req = append(req, k...)
+			req = append(req, ": "...)
+			req = append(req, v...)
+			req = append(req, "\r\n"...)
 		}
 	}
 	if strings.ContainsAny(host, "\r\n\x00 ") {

@@ -106,6 +106,8 @@ func newTokenSource(cfg *config) (tokenSource, error) {
 type connector struct {
 	urls    []string
 	tokens  tokenSource
+	hdrMu   sync.RWMutex
+	headers map[string]http.Header // user → Authorization, see authHeader
 	dialers []func(ctx context.Context, network, addr string) (net.Conn, error)
 	opts    ws.Options
 	deflate bool
@@ -113,7 +115,7 @@ type connector struct {
 }
 
 func newConnector(cfg *config, tokens tokenSource) (*connector, error) {
-	c := &connector{urls: cfg.urls, tokens: tokens, deflate: cfg.compression, timeout: cfg.connectTimeout}
+	c := &connector{urls: cfg.urls, tokens: tokens, headers: map[string]http.Header{}, deflate: cfg.compression, timeout: cfg.connectTimeout}
 	c.opts = ws.Options{ReadLimit: 16 << 20, CloseTimeout: 5 * time.Second}
 	// No TCP keepalive (KeepAlive -1): chatd pings every connection, and
 	// turning the kernel's probes on costs four system calls per dial,
@@ -156,13 +158,13 @@ func (cn *connector) dial(ctx context.Context, i, urlIdx int, sub string) (*ws.C
 		ctx, cancel = context.WithTimeout(ctx, cn.timeout)
 		defer cancel()
 	}
-	tok, err := cn.tokens.token(ctx, sub)
+	hdr, err := cn.authHeader(ctx, sub)
 	if err != nil {
 		return nil, &failure{kind: "token", err: err}
 	}
 	opts := &ws.DialOptions{
 		Options:        cn.opts,
-		Header:         http.Header{"Authorization": {"Bearer " + tok}},
+		Header:         hdr,
 		Subprotocols:   []string{"chat"},
 		Compression:    cn.deflate,
 		NetDialContext: cn.dialers[i%len(cn.dialers)],
@@ -172,6 +174,27 @@ func (cn *connector) dial(ctx context.Context, i, urlIdx int, sub string) (*ws.C
 		return nil, &failure{kind: classifyDial(err), err: err}
 	}
 	return c, nil
+}
+
+// authHeader returns the header that presents sub's token, made once per
+// user like the token itself (churn connects the same users over and over)
+// and shared by their dials, which only read it.
+func (cn *connector) authHeader(ctx context.Context, sub string) (http.Header, error) {
+	cn.hdrMu.RLock()
+	h, ok := cn.headers[sub]
+	cn.hdrMu.RUnlock()
+	if ok {
+		return h, nil
+	}
+	tok, err := cn.tokens.token(ctx, sub)
+	if err != nil {
+		return nil, err
+	}
+	h = http.Header{"Authorization": {"Bearer " + tok}}
+	cn.hdrMu.Lock()
+	cn.headers[sub] = h
+	cn.hdrMu.Unlock()
+	return h, nil
 }
 
 // bounds reports whether ctx ends within the connect timeout anyway, so

@@ -20,11 +20,8 @@ func (c *Conn) Linger(d time.Duration) (started bool, err error) {
 	}
 	c.readMu.Lock()
 	defer c.readMu.Unlock()
-	if c.readErr != nil {
-		return false, c.readErr
-	}
-	if c.r.inMessage {
-		return true, nil
+	if c.readErr != nil || c.r.inMessage {
+		return c.startMessageLocked() // no wait: nothing to set a deadline for
 	}
 	if err := c.nc.SetReadDeadline(time.Now().Add(d)); err != nil {
 		return false, nil // closed: the next read reports it
@@ -34,18 +31,12 @@ func (c *Conn) Linger(d time.Duration) (started bool, err error) {
 	// read attempt before it: a wait on its own would let the poller
 	// forget a readiness that came after the last read.
 	c.r.lingering = true
-	err = c.nextDataFrame()
+	started, err = c.startMessageLocked()
 	c.r.lingering = false
-	switch {
-	case err == errWouldBlock:
+	if !started {
 		c.dropLingerDeadline()
-		return false, nil
-	case err != nil:
-		c.readErr = c.readFailed(err)
-		c.releaseReadBuffer()
-		return false, c.readErr
 	}
-	return true, nil
+	return started, err
 }
 
 // dropLingerDeadline clears a read deadline Linger left pending, before a

@@ -131,24 +131,10 @@ func (c *Conn) wake(resume func()) {
 // what the socket holds, and reports whether a data message has started.
 // It returns a nil error and false when the socket ran dry first.
 func (c *Conn) pollMessageLocked() (started bool, err error) {
-	if c.readErr != nil {
-		return false, c.readErr
-	}
-	if c.r.inMessage {
-		return true, nil
-	}
 	c.r.nonblock = true
-	err = c.nextDataFrame()
+	started, err = c.startMessageLocked()
 	c.r.nonblock = false
-	switch {
-	case err == errWouldBlock:
-		return false, nil
-	case err != nil:
-		c.readErr = c.readFailed(err)
-		c.releaseReadBuffer()
-		return false, c.readErr
-	}
-	return true, nil
+	return started, err
 }
 
 // unpark resumes the reader of a connection that is closed while parked.

@@ -88,18 +88,31 @@ func (c *Conn) releaseReadBuffer() {
 func (c *Conn) WaitMessage() error {
 	c.readMu.Lock()
 	defer c.readMu.Unlock()
+	_, err := c.startMessageLocked()
+	return err
+}
+
+// startMessageLocked reads up to the next data message's first frame, as
+// WaitMessage does, and reports whether it started. With the socket
+// empty and no wait allowed (Park's nonblocking reads, a Linger whose time
+// is up) it returns false and a nil error; a failure becomes the
+// connection's read error.
+func (c *Conn) startMessageLocked() (started bool, err error) {
 	if c.readErr != nil {
-		return c.readErr
+		return false, c.readErr
 	}
 	if c.r.inMessage {
-		return nil
+		return true, nil
 	}
-	if err := c.nextDataFrame(); err != nil {
+	switch err := c.nextDataFrame(); {
+	case err == errWouldBlock:
+		return false, nil
+	case err != nil:
 		c.readErr = c.readFailed(err)
 		c.releaseReadBuffer()
-		return c.readErr
+		return false, c.readErr
 	}
-	return nil
+	return true, nil
 }
 
 // Buffered reports whether bytes from the peer are buffered in the

@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/chatd/chatd/internal/ws"
 )
 
 // parseUpgradeHead parses head, the head of a connection's first request
@@ -67,7 +69,7 @@ func parseUpgradeHead(head []byte) (req *http.Request, hasHost, ok bool) {
 			return nil, false, false // no name, or a folded line (leading space or tab)
 		}
 		for _, c := range line[:colon] {
-			if !isTokenByte(c) {
+			if !ws.TokenByte(c) {
 				return nil, false, false
 			}
 		}
@@ -212,23 +214,6 @@ func canonicalName(b []byte) string {
 	}
 	return string(c)
 }
-
-// tokenBytes are the bytes of a token (RFC 9110 §5.6.2), those
-// net/textproto accepts in a header name.
-var tokenBytes = func() (t [256]bool) {
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	for c := 'a'; c <= 'z'; c++ {
-		t[c], t[c-'a'+'A'] = true, true
-	}
-	for _, c := range "!#$%&'*+-.^_`|~" {
-		t[c] = true
-	}
-	return t
-}()
-
-func isTokenByte(c byte) bool { return tokenBytes[c] }
 
 // hasCloseToken reports whether the Connection values list "close": the
 // Request.Close net/http sets for HTTP/1.1.

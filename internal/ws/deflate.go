@@ -153,13 +153,31 @@ func isToken(s string) bool {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c <= ' ' || c >= 0x7F || strings.IndexByte("()<>@,;:\\\"/[]?={}", c) >= 0 {
+		if !tokenByte[s[i]] {
 			return false
 		}
 	}
 	return true
 }
+
+// TokenByte reports whether c may appear in a token (RFC 9110 §5.6.2),
+// such as a header name: for parsers of HTTP heads outside this package.
+func TokenByte(c byte) bool { return tokenByte[c] }
+
+// tokenByte marks the bytes of a token (RFC 9110 §5.6.2), those
+// net/textproto accepts in a header name.
+var tokenByte = func() (t [256]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c], t[c-'a'+'A'] = true, true
+	}
+	for _, c := range "!#$%&'*+-.^_`|~" {
+		t[c] = true
+	}
+	return t
+}()
 
 // parseWindowBits parses an 8..15 decimal without leading zeros (RFC 7692
 // §7.1.2).

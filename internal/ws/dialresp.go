@@ -261,18 +261,3 @@ func equalFoldASCII(b []byte, s string) bool {
 	}
 	return true
 }
-
-// tokenByte marks the bytes of a token (RFC 9110 §5.6.2), those
-// net/textproto accepts in a header name.
-var tokenByte = func() (t [256]bool) {
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	for c := 'a'; c <= 'z'; c++ {
-		t[c], t[c-'a'+'A'] = true, true
-	}
-	for _, c := range "!#$%&'*+-.^_`|~" {
-		t[c] = true
-	}
-	return t
-}()

@@ -540,7 +540,7 @@ func (b *Broker) Members(ctx context.Context, room string) ([]protocol.Member, e
 		return nil, err
 	}
 	k := b.keys(room)
-	res, err := membersScript.Run(ctx, b.client, []string{k.presence, k.entries}).StringSlice()
+	res, err := membersScript.Run(ctx, b.client, []string{k.presence, k.entries}).Slice()
 	if err != nil {
 		return nil, classify("members "+room, err)
 	}
@@ -548,10 +548,12 @@ func (b *Broker) Members(ctx context.Context, room string) ([]protocol.Member, e
 }
 
 // membersReply is the members of membersScript's reply, sorted by user.
-func membersReply(res []string) []protocol.Member {
+func membersReply(res []any) []protocol.Member {
 	out := make([]protocol.Member, 0, len(res)/2)
 	for i := 0; i+1 < len(res); i += 2 {
-		out = append(out, protocol.Member{User: res[i], Name: res[i+1]})
+		user, _ := res[i].(string)
+		name, _ := res[i+1].(string)
+		out = append(out, protocol.Member{User: user, Name: name})
 	}
 	slices.SortFunc(out, func(a, b protocol.Member) int { return strings.Compare(a.User, b.User) })
 	return out
@@ -611,26 +613,8 @@ func (b *Broker) ReadJoin(ctx context.Context, room, since string, limit int, jo
 			history, _ = historyReply(room, read, limit)
 		}
 	}
-	mem, err := stringSlice(res[0])
-	if err != nil {
-		return nil, false, nil, fmt.Errorf("members %s: %w", room, err)
-	}
+	mem, _ := res[0].([]any)
 	return history, recovered, membersReply(mem), nil
-}
-
-// stringSlice is a script's reply that is a list of strings.
-func stringSlice(v any) ([]string, error) {
-	list, ok := v.([]any)
-	if !ok {
-		return nil, fmt.Errorf("unexpected reply %v", v)
-	}
-	out := make([]string, len(list))
-	for i, e := range list {
-		if out[i], ok = e.(string); !ok {
-			return nil, fmt.Errorf("unexpected reply %v", v)
-		}
-	}
-	return out, nil
 }
 
 // evalIn queues script on a pipeline, by its SHA or, for a Redis that

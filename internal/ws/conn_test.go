@@ -482,11 +482,7 @@ func TestKeepalive(t *testing.T) {
 	})
 	t.Run("client-side", func(t *testing.T) {
 		// Our client pinging a server that has stopped: it hangs up.
-		addr := listenRaw(t, func(nc net.Conn) {
-			r, err := http.ReadRequest(bufio.NewReader(nc))
-			if err != nil {
-				return
-			}
+		addr := handshakeServer(t, func(nc net.Conn, r *http.Request) {
 			io.WriteString(nc, answer101(r, ""))
 			<-t.Context().Done() // never reads or writes again
 		})

@@ -21,14 +21,24 @@ import (
 // hangs up. It plays servers that answer wrongly.
 func fakeServer(t *testing.T, answer func(r *http.Request) string) string {
 	t.Helper()
+	return handshakeServer(t, func(nc net.Conn, r *http.Request) {
+		io.WriteString(nc, answer(r))
+		io.Copy(io.Discard, nc)
+	})
+}
+
+// handshakeServer reads the handshake request of every connection and has
+// respond answer it on nc, within 20 seconds; the connection is closed
+// when respond returns.
+func handshakeServer(t *testing.T, respond func(nc net.Conn, r *http.Request)) string {
+	t.Helper()
 	return listenRaw(t, func(nc net.Conn) {
-		nc.SetDeadline(time.Now().Add(10 * time.Second))
+		nc.SetDeadline(time.Now().Add(20 * time.Second))
 		r, err := http.ReadRequest(bufio.NewReader(nc))
 		if err != nil {
 			return
 		}
-		io.WriteString(nc, answer(r))
-		io.Copy(io.Discard, nc)
+		respond(nc, r)
 	})
 }
 
@@ -126,12 +136,7 @@ func TestDialVerifiesAnswer(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			addr := listenRaw(t, func(nc net.Conn) {
-				nc.SetDeadline(time.Now().Add(10 * time.Second))
-				r, err := http.ReadRequest(bufio.NewReader(nc))
-				if err != nil {
-					return
-				}
+			addr := handshakeServer(t, func(nc net.Conn, r *http.Request) {
 				a := tc.answer(r)
 				if a == "" {
 					return // hang up

@@ -334,12 +334,7 @@ func TestDialResponseHeads(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			addr := listenRaw(t, func(nc net.Conn) {
-				nc.SetDeadline(time.Now().Add(20 * time.Second))
-				r, err := http.ReadRequest(bufio.NewReader(nc))
-				if err != nil {
-					return
-				}
+			addr := handshakeServer(t, func(nc net.Conn, r *http.Request) {
 				accept := AcceptKey(r.Header.Get("Sec-WebSocket-Key"))
 				for i, p := range tc.pieces {
 					b := []byte(withAccept(p, accept))

@@ -34,6 +34,7 @@ type config struct {
 	origins      string
 	proxies      string
 	pprofAddr    string
+	ioUring      bool
 	srv          server.Config
 }
 
@@ -82,6 +83,7 @@ func newFlagSet(cfg *config, out io.Writer) *flag.FlagSet {
 	fs.IntVar(&s.QueueSize, "queue-size", d.QueueSize, "outbound queue per connection, in messages; a client that lets it fill is closed with 1013")
 	fs.IntVar(&s.MaxRooms, "max-rooms", d.MaxRooms, "rooms one connection may be in")
 	fs.BoolVar(&s.Compression, "compression", true, "negotiate permessage-deflate with clients that offer it")
+	fs.BoolVar(&cfg.ioUring, "io-uring", true, "on Linux, make a fan-out's socket writes through io_uring, many per system call, where the kernel allows it (else, and when off, one write(2) each)")
 
 	fs.Float64Var(&s.SendRate, "send-rate", d.SendRate, "messages per second per connection")
 	fs.IntVar(&s.SendBurst, "send-burst", d.SendBurst, "message burst per connection")

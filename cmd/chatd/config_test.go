@@ -129,6 +129,7 @@ func settingCases(t *testing.T) []settingCase {
 		{"queue-size", "64", func(c *config) bool { return c.srv.QueueSize == 64 }},
 		{"max-rooms", "10", func(c *config) bool { return c.srv.MaxRooms == 10 }},
 		{"compression", "false", func(c *config) bool { return !c.srv.Compression }},
+		{"io-uring", "false", func(c *config) bool { return !c.ioUring }},
 		{"send-rate", "2.5", func(c *config) bool { return c.srv.SendRate == 2.5 }},
 		{"send-burst", "5", func(c *config) bool { return c.srv.SendBurst == 5 }},
 		{"user-rate", "4", func(c *config) bool { return c.srv.UserRate == 4 }},

@@ -19,6 +19,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/chatd/chatd/internal/server"
+	"github.com/chatd/chatd/internal/ws"
 )
 
 func main() {
@@ -109,7 +110,12 @@ func serve(ctx context.Context, cfg *config, log zerolog.Logger) error {
 	if cfg.tlsCert != "" {
 		scheme = "https"
 	}
-	log.Info().Str("addr", ln.Addr().String()).Str("node", cfg.srv.NodeID).Str("broker", be.kind).
+	ws.SetBatchRing(cfg.ioUring)
+	fanoutWrites := "write(2)"
+	if ws.BatchRing() {
+		fanoutWrites = "io_uring"
+	}
+	log.Info().Str("addr", ln.Addr().String()).Str("node", cfg.srv.NodeID).Str("broker", be.kind).Str("fanout_writes", fanoutWrites).
 		Msgf("chatd listening: %s://%s", scheme, displayAddr(ln.Addr()))
 	return srv.Serve(ctx, ln, cfg.tlsCert, cfg.tlsKey)
 }

@@ -24,8 +24,11 @@ type Conn interface {
 	// write what was queued.
 	Send(pm *ws.PreparedMessage, droppable bool) (flush bool)
 	// Flush writes what Send queued, without waiting for a client that
-	// is behind. The hub calls it after releasing its locks.
-	Flush()
+	// is behind. The hub calls it after releasing its locks. With a
+	// batch, the connection may leave its write to it: a fan-out's
+	// writes are then made together when the hub submits the batch,
+	// right after flushing every member.
+	Flush(batch *ws.Batch)
 	// UserID is the connection's user.
 	UserID() string
 }
@@ -33,27 +36,31 @@ type Conn interface {
 // flushList collects, during a fan-out under a room's lock, the
 // connections to flush once the lock is released: no lock is held while
 // writing to sockets.
-type flushList []Conn
+type flushList struct {
+	conns []Conn
+	batch ws.Batch // the writes of the flush, made together
+}
 
 var flushLists = sync.Pool{New: func() any { return new(flushList) }}
 
 func getFlushList() *flushList { return flushLists.Get().(*flushList) }
 
-// flush flushes every connection collected and returns the list to its
-// pool, holding no connection.
+// flush flushes every connection collected, submits their writes, and
+// returns the list to its pool, holding no connection.
 func (l *flushList) flush() {
-	for _, c := range *l {
-		c.Flush()
+	for _, c := range l.conns {
+		c.Flush(&l.batch)
 	}
-	clear(*l)
-	*l = (*l)[:0]
+	l.batch.Submit()
+	clear(l.conns)
+	l.conns = l.conns[:0]
 	flushLists.Put(l)
 }
 
 // send queues pm on c and remembers c for the flush.
 func (l *flushList) send(c Conn, pm *ws.PreparedMessage, droppable bool) {
 	if c.Send(pm, droppable) {
-		*l = append(*l, c)
+		l.conns = append(l.conns, c)
 	}
 }
 
@@ -282,7 +289,7 @@ func (h *Hub) serveJoin(ctx context.Context, c Conn, r *room, ref, since string,
 	ms.first = [1]pendingFrame{} // holds no frame once sent
 	r.mu.Unlock()
 	if flush {
-		c.Flush()
+		c.Flush(nil)
 	}
 	return JoinResult{History: len(history), Recovered: recovered}, nil
 }

@@ -28,7 +28,7 @@ func (c *countingConn) Send(pm *ws.PreparedMessage, droppable bool) bool {
 	return false
 }
 
-func (c *countingConn) Flush() {}
+func (c *countingConn) Flush(*ws.Batch) {}
 
 func (c *countingConn) UserID() string { return c.user }
 

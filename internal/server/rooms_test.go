@@ -704,3 +704,55 @@ func TestOrder(t *testing.T) {
 		t.Fatal("compareIDs is wrong")
 	}
 }
+
+// TestFanoutToManyMembers: with more members than one batched submission
+// of writes takes (ws.Batch), and several members posting at once, every
+// member gets every message once, each poster's in the order posted, and
+// all members in the same order: the room's.
+func TestFanoutToManyMembers(t *testing.T) {
+	t.Parallel()
+	t.Logf("fan-out writes through io_uring: %v", ws.BatchRing())
+	cfg := fastConfig()
+	cfg.SendRate, cfg.SendBurst = 1000, 1000
+	cfg.UserRate, cfg.UserBurst = 1000, 1000
+	cfg.CommandRate, cfg.CommandBurst = 1000, 1000
+	ts := startServer(t, cfg)
+	const members, posters, posts = 100, 3, 20
+	clients := make([]*client, members)
+	for i := range clients {
+		clients[i] = ts.dial(t, fmt.Sprintf("m%d", i))
+		clients[i].join("crowd")
+	}
+	for _, c := range clients {
+		c.sync()
+	}
+	// Sent without waiting for the replies: the server reads the
+	// posters' commands on as many goroutines, at once.
+	for i := range posts {
+		for p := range posters {
+			clients[p].send(map[string]any{"type": "send", "room": "crowd", "text": fmt.Sprintf("%d/%d", p, i)})
+		}
+	}
+	var first []string
+	for n, c := range clients {
+		var got []string
+		next := make([]int, posters)
+		for len(got) < posters*posts {
+			m := c.waitFor("message", nil)
+			var p, i int
+			if _, err := fmt.Sscanf(m.str("text"), "%d/%d", &p, &i); err != nil || p >= posters || i != next[p] {
+				t.Fatalf("%s: got %q after %v", c.name, m.str("text"), got)
+			}
+			next[p]++
+			got = append(got, m.str("text"))
+		}
+		if n == 0 {
+			first = got
+		} else if !slices.Equal(got, first) {
+			t.Fatalf("%s got the messages in another order than %s:\n%v\n%v", c.name, clients[0].name, got, first)
+		}
+	}
+	for _, c := range clients {
+		c.quiet(50*time.Millisecond, "presence", "sent")
+	}
+}

@@ -81,6 +81,9 @@ type session struct {
 	closeCode  ws.StatusCode // the close the writer sends after the queue
 	closeText  string
 	writerDone sync.WaitGroup // counts the writer while writing is set
+	// inflight is the batch of frames a ws.Batch is writing (see Flush);
+	// the writer's own.
+	inflight *[]*ws.PreparedMessage
 
 	resume     func() // readLoop, bound once: Park's argument
 	lingerLeft int8   // commands readLoop still lingers for; the reader's own
@@ -204,14 +207,15 @@ func replyBuffer(n int) []byte {
 // encoded after the headroom of a replyBuffer, framed in place.
 func (s *session) reply(buf []byte) {
 	if s.Send(ws.NewPreparedMessageInPlace(ws.Text, buf), false) {
-		s.Flush()
+		s.Flush(nil)
 	}
 }
 
 // Flush implements hub.Conn: it writes what is queued, on the caller's
 // goroutine as long as the socket takes it at once; it never waits for
-// the client (see write).
-func (s *session) Flush() {
+// the client (see write). With a batch, the first write is left to it
+// (BatchWritten goes on from there).
+func (s *session) Flush(batch *ws.Batch) {
 	s.qmu.Lock()
 	if s.writing || s.qlen == 0 {
 		// A writer is at work and writes what was queued before it
@@ -222,8 +226,37 @@ func (s *session) Flush() {
 	}
 	s.writing = true
 	s.writerDone.Add(1)
+	if batch == nil {
+		s.qmu.Unlock()
+		s.write(false)
+		return
+	}
+	bp := batchPool.Get().(*[]*ws.PreparedMessage)
+	s.takeLocked(bp)
 	s.qmu.Unlock()
-	s.write(false)
+	s.inflight = bp
+	added, err := batch.Add(s.conn, s, *bp...)
+	if added {
+		return
+	}
+	s.inflight = nil
+	taken, complete := false, false
+	if err == nil {
+		taken, complete, err = s.conn.TryWritePrepared(*bp...)
+	}
+	if s.wrote(bp, taken, complete, err) {
+		s.writeWith(bp, false)
+	}
+}
+
+// BatchWritten implements ws.BatchWriter, for the write Flush left to a
+// batch: the writer goes on from there.
+func (s *session) BatchWritten(complete bool, err error) {
+	bp := s.inflight
+	s.inflight = nil
+	if s.wrote(bp, true, complete, err) {
+		s.writeWith(bp, false)
+	}
 }
 
 // startClose decides to close the connection with code once what is
@@ -307,7 +340,12 @@ var batchPool = sync.Pool{New: func() any { b := make([]*ws.PreparedMessage, 0, 
 // and carries on with the queue. So a delivery to a client that keeps up
 // costs one write and no goroutine, and a slow client delays nobody else.
 func (s *session) write(mayBlock bool) {
-	bp := batchPool.Get().(*[]*ws.PreparedMessage)
+	s.writeWith(batchPool.Get().(*[]*ws.PreparedMessage), mayBlock)
+}
+
+// writeWith is write with bp, an empty batch from batchPool, to take the
+// queue's frames into.
+func (s *session) writeWith(bp *[]*ws.PreparedMessage, mayBlock bool) {
 	for {
 		s.qmu.Lock()
 		if s.qlen == 0 {
@@ -333,37 +371,56 @@ func (s *session) write(mayBlock bool) {
 			s.writerDone.Done()
 			return
 		}
-		n := min(s.qlen, maxBatch)
-		batch := (*bp)[:0]
-		for i := 0; i < n; i++ {
-			j := (s.qhead + i) % len(s.queue)
-			batch = append(batch, s.queue[j])
-			s.queue[j] = nil
-		}
-		*bp = batch
-		s.qhead = (s.qhead + n) % len(s.queue)
-		s.qlen -= n
-		s.wakeQueueWaiterLocked()
+		s.takeLocked(bp)
 		s.qmu.Unlock()
 
-		var err error
+		taken, complete, err := true, true, error(nil)
 		if mayBlock {
-			err = s.conn.WritePrepared(batch...)
+			err = s.conn.WritePrepared(*bp...)
 		} else {
-			var taken, complete bool
-			taken, complete, err = s.conn.TryWritePrepared(batch...)
-			if err == nil && !complete {
-				go s.finishWrite(bp, taken)
-				return
-			}
+			taken, complete, err = s.conn.TryWritePrepared(*bp...)
 		}
-		clear(batch)
-		if err != nil {
-			batchPool.Put(bp)
-			s.writeFailed()
+		if !s.wrote(bp, taken, complete, err) {
 			return
 		}
 	}
+}
+
+// takeLocked moves up to maxBatch frames from the head of the queue into
+// bp.
+func (s *session) takeLocked(bp *[]*ws.PreparedMessage) {
+	n := min(s.qlen, maxBatch)
+	batch := (*bp)[:0]
+	for i := 0; i < n; i++ {
+		j := (s.qhead + i) % len(s.queue)
+		batch = append(batch, s.queue[j])
+		s.queue[j] = nil
+	}
+	*bp = batch
+	s.qhead = (s.qhead + n) % len(s.queue)
+	s.qlen -= n
+	s.wakeQueueWaiterLocked()
+}
+
+// wrote deals with the outcome of a write of the batch in bp (as
+// TryWritePrepared reports it; a blocking write is taken and complete
+// unless it failed) and reports whether the writer goes on with the
+// queue, with bp emptied for the next batch. Otherwise bp is handed on,
+// or back to its pool: the batch the socket did not take at once, in
+// whole or in part, goes to a writer goroutine, which may wait.
+func (s *session) wrote(bp *[]*ws.PreparedMessage, taken, complete bool, err error) (goOn bool) {
+	if err == nil && !complete {
+		go s.finishWrite(bp, taken)
+		return false
+	}
+	clear(*bp)
+	*bp = (*bp)[:0]
+	if err != nil {
+		batchPool.Put(bp)
+		s.writeFailed()
+		return false
+	}
+	return true
 }
 
 // finishWrite is the writer goroutine a non-blocking write handed its

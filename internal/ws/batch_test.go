@@ -268,3 +268,36 @@ func TestBatchFullSocket(t *testing.T) {
 		})
 	}
 }
+
+// TestSetBatchRing: with the ring turned off, batches write one by one
+// (and still write); turned on again, the ring is back where the kernel
+// allows it. Not parallel: the setting is the process's.
+func TestSetBatchRing(t *testing.T) {
+	had := BatchRing()
+	SetBatchRing(false)
+	defer SetBatchRing(true)
+	if BatchRing() {
+		t.Fatal("BatchRing is true with the ring turned off")
+	}
+	scs, rcs := serverConns(t, 2*minRingBatch)
+	var b Batch
+	recs := make([]recorder, len(scs))
+	for i, sc := range scs {
+		if added, err := b.Add(sc, &recs[i], NewPreparedMessage(Text, []byte("off"))); !added || err != nil {
+			t.Fatalf("conn %d: added %v err %v", i, added, err)
+		}
+	}
+	b.Submit()
+	for i, rc := range rcs {
+		if r := recs[i]; r.calls != 1 || !r.complete || r.err != nil {
+			t.Fatalf("conn %d told %+v", i, r)
+		}
+		if ev, err := rc.next(5 * time.Second); err != nil || string(ev.data) != "off" {
+			t.Fatalf("conn %d got %v, %v", i, ev, err)
+		}
+	}
+	SetBatchRing(true)
+	if BatchRing() != had {
+		t.Fatalf("BatchRing %v after turning the ring on again, %v before", BatchRing(), had)
+	}
+}

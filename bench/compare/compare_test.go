@@ -155,9 +155,18 @@ func hold(lib library, n int) (*held, error) {
 	return hs, nil
 }
 
-// broadcast prepares msg and writes it to every held connection.
+// broadcast prepares msg and writes it to every held connection: with the
+// library's own broadcast where it has one (broadcaster), else one write
+// per connection.
 func (hs *held) broadcast(msg []byte) error {
 	pm := hs.lib.prepare(msg)
+	if bl, ok := hs.lib.(broadcaster); ok {
+		if err := bl.broadcast(hs.conns, pm); err != nil {
+			return err
+		}
+		hs.sent += int64(hs.n)
+		return nil
+	}
 	for _, c := range hs.conns {
 		if err := hs.lib.write(c, pm); err != nil {
 			return err

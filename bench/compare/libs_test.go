@@ -37,6 +37,12 @@ type library interface {
 
 var libraries = []library{ours{}, gorilla{}, coderLib{}, gobwasLib{}}
 
+// broadcaster is a library with a way of its own to write one prepared
+// message to many connections at once.
+type broadcaster interface {
+	broadcast(conns []any, prepared any) error
+}
+
 // deflater is a library whose echo server can negotiate permessage-deflate
 // (without context takeover, which is what all of them support). gobwas/ws
 // leaves compression to a separate package with a lower-level API, and is
@@ -145,6 +151,62 @@ func (ours) hold(h *holder) http.Handler {
 func (ours) prepare(msg []byte) any { return ws.NewPreparedMessage(ws.Text, msg) }
 
 func (ours) write(c, pm any) error { return c.(*ws.Conn).WritePrepared(pm.(*ws.PreparedMessage)) }
+
+// broadcast writes pm to every connection through a ws.Batch, as chatd
+// fans a message out: the writes go into the kernel together (io_uring,
+// many sends per system call, where the kernel allows it); a connection
+// the batch does not take, or whose socket took only part, is written to
+// with the blocking calls.
+func (ours) broadcast(conns []any, pm any) error {
+	p := pm.(*ws.PreparedMessage)
+	ob := &oursBroadcast
+	if len(ob.results) < len(conns) {
+		ob.results = make([]batchResult, len(conns))
+	}
+	for i, c := range conns {
+		ob.results[i] = batchResult{}
+		added, err := ob.batch.Add(c.(*ws.Conn), &ob.results[i], p)
+		if err != nil {
+			ob.batch.Submit()
+			return err
+		}
+		if !added {
+			ob.results[i].complete = true
+			if err := c.(*ws.Conn).WritePrepared(p); err != nil {
+				ob.batch.Submit()
+				return err
+			}
+		}
+	}
+	ob.batch.Submit()
+	for i, c := range conns {
+		r := ob.results[i]
+		if r.err != nil {
+			return r.err
+		}
+		if !r.complete {
+			if err := c.(*ws.Conn).Flush(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// oursBroadcast is ours.broadcast's batch and results, reused from one
+// broadcast to the next (the benchmarks broadcast from one goroutine).
+var oursBroadcast struct {
+	batch   ws.Batch
+	results []batchResult
+}
+
+// batchResult is a ws.BatchWriter that keeps what it was told.
+type batchResult struct {
+	complete bool
+	err      error
+}
+
+func (r *batchResult) BatchWritten(complete bool, err error) { r.complete, r.err = complete, err }
 
 // gorilla: gorilla/websocket. Echo with NextReader/NextWriter and
 // io.Copy (the writer implements io.ReaderFrom, so nothing is copied

@@ -62,7 +62,9 @@ type batchEntry struct {
 // something is still pending), or when pms are large frames that are not
 // copied into one buffer: then write them with TryWritePrepared or
 // WritePrepared. err is c's write error, when it has one; nothing was
-// taken then.
+// taken then. A connection is taken once per submission: it stays locked
+// for writing until Submit, so a second Add is refused, and a blocking
+// write to it before Submit would wait for ever.
 func (b *Batch) Add(c *Conn, w BatchWriter, pms ...*PreparedMessage) (added bool, err error) {
 	if !c.server || c.raw == nil || len(pms) == 0 {
 		return false, nil

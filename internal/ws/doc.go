@@ -32,7 +32,9 @@
 // Writes to a TCP connection that the socket takes at once set no
 // deadline; only a write that has to wait for the peer does (WriteTimeout).
 // TryWritePrepared writes without ever waiting, for a goroutine that fans a
-// message out to many connections and must not be held up by a slow one.
+// message out to many connections and must not be held up by a slow one;
+// a Batch makes such writes to many connections together, on Linux
+// through io_uring, many sends per system call.
 //
 // Errors returned after the connection ended carry the close status as a
 // *CloseError (see CloseStatus); the codes 1005, 1006 and 1015 are only

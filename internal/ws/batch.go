@@ -4,7 +4,7 @@ import "net"
 
 // Batch makes non-blocking writes of prepared messages to many server
 // connections together, for a fan-out: on Linux through io_uring, one
-// system call for up to batchRingSize writes where TryWritePrepared makes
+// system call for up to 32 writes (batchRingSize) where TryWritePrepared makes
 // one each. Elsewhere, or where io_uring cannot be used (an older kernel,
 // a seccomp filter such as a container runtime's default), Submit makes
 // one write(2) each, as TryWritePrepared does.

@@ -107,9 +107,12 @@ func (b *Batch) Submit() {
 	if len(b.entries) == 0 {
 		return
 	}
-	if b.oneByOne || len(b.entries) < minRingBatch || !b.submitRing() {
-		b.writeEach()
+	if !b.oneByOne && len(b.entries) >= minRingBatch {
+		b.submitRing()
 	}
+	// Whatever the ring did not make (no ring, a broken one, an error
+	// other than a full socket, which write(2) then reports): one by one.
+	b.writeEach()
 	for i := range b.entries {
 		e := &b.entries[i]
 		complete, err := e.c.batchWrittenLocked(e)

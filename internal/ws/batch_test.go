@@ -2,8 +2,11 @@ package ws
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"net"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -299,5 +302,46 @@ func TestSetBatchRing(t *testing.T) {
 	SetBatchRing(true)
 	if BatchRing() != had {
 		t.Fatalf("BatchRing %v after turning the ring on again, %v before", BatchRing(), had)
+	}
+}
+
+// TestBatchPeerReset: a write to a connection its peer reset fails, with
+// the socket's error, and is that connection's error from then on; the
+// other writes of the batch are made.
+func TestBatchPeerReset(t *testing.T) {
+	t.Parallel()
+	for _, mode := range batchModes {
+		t.Run(mode.name, func(t *testing.T) {
+			t.Parallel()
+			scs, rcs := serverConns(t, 2*minRingBatch)
+			const reset = 1
+			rcs[reset].nc.(*net.TCPConn).SetLinger(0)
+			rcs[reset].nc.Close() // an RST, which loopback delivers at once
+			b := &Batch{oneByOne: mode.oneByOne}
+			recs := make([]recorder, len(scs))
+			for i, sc := range scs {
+				if added, err := b.Add(sc, &recs[i], NewPreparedMessage(Text, []byte("after"))); !added || err != nil {
+					t.Fatalf("conn %d: added %v err %v", i, added, err)
+				}
+			}
+			b.Submit()
+			for i, r := range recs {
+				if i == reset {
+					if r.calls != 1 || r.complete || !errors.Is(r.err, syscall.ECONNRESET) && !errors.Is(r.err, syscall.EPIPE) {
+						t.Fatalf("reset conn told %+v, want ECONNRESET or EPIPE", r)
+					}
+					if _, err := b.Add(scs[i], &recs[i], NewPreparedMessage(Text, []byte("again"))); err == nil {
+						t.Fatal("no error from the next Add")
+					}
+					continue
+				}
+				if r.calls != 1 || !r.complete || r.err != nil {
+					t.Fatalf("conn %d told %+v", i, r)
+				}
+				if ev, err := rcs[i].next(5 * time.Second); err != nil || string(ev.data) != "after" {
+					t.Fatalf("conn %d got %v, %v", i, ev, err)
+				}
+			}
+		})
 	}
 }

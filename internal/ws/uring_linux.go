@@ -302,12 +302,12 @@ func putRing(r *ring) {
 }
 
 // submitRing makes the batch's writes through a ring, a submission per
-// batchRingSize writes; it returns false when no ring is to be had. Writes
-// a ring could not make are left not done.
-func (b *Batch) submitRing() bool {
+// batchRingSize writes, when a ring is to be had. Writes a ring could not
+// make are left not done.
+func (b *Batch) submitRing() {
 	r := getRing()
 	if r == nil {
-		return false
+		return
 	}
 	if b.stepFn == nil {
 		b.stepFn = b.step
@@ -320,7 +320,6 @@ func (b *Batch) submitRing() bool {
 	}
 	b.ring = nil
 	putRing(r)
-	return true
 }
 
 // chain takes a reference on the descriptor of the next entry of the

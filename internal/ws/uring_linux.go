@@ -1,6 +1,7 @@
 package ws
 
 import (
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -221,11 +222,26 @@ func (r *ring) reap(entries []batchEntry) int {
 			e.n, e.done = int(c.res), true
 		case c.res == -int32(syscall.EAGAIN):
 			e.n, e.done = 0, true // the socket is full
+		case connectionError(syscall.Errno(-c.res)):
+			// The socket reports its error once: this is the one.
+			e.err, e.done = os.NewSyscallError("write", syscall.Errno(-c.res)), true
 		}
 		n++
 	}
 	atomic.StoreUint32(r.cqHead, head)
 	return n
+}
+
+// connectionError reports whether errno is the connection's own failure,
+// which write(2) would have returned too; any other error of a send in
+// the ring is left for write(2) to make again and report.
+func connectionError(errno syscall.Errno) bool {
+	switch errno {
+	case syscall.ECONNRESET, syscall.EPIPE, syscall.ETIMEDOUT, syscall.EHOSTUNREACH,
+		syscall.ENETUNREACH, syscall.ENOTCONN, syscall.ECONNABORTED:
+		return true
+	}
+	return false
 }
 
 // rings is the pool of rings: at most a few per P, made as fan-outs need

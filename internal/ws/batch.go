@@ -10,8 +10,9 @@ import "net"
 // one write(2) each, as TryWritePrepared does.
 //
 // On a loopback or LAN fan-out nearly all of a server's CPU goes into the
-// kernel's side of those writes; entering the kernel once per write is
-// about a third of it on a virtual machine (docs/performance.md).
+// kernel's side of those writes; entering the kernel once per write, and
+// the Go scheduler's bookkeeping around it, is about a fifth of it on a
+// virtual machine (BenchmarkBatch, docs/performance.md).
 //
 // Add takes a write and Submit makes them; between the two the connections
 // added are locked for writing, so a Batch must be submitted at once, by
@@ -20,7 +21,7 @@ import "net"
 type Batch struct {
 	entries []batchEntry
 
-	// The chain of descriptor references that submit builds (see
+	// The chain of descriptor references that submitRing builds (see
 	// uring_linux.go): entries[start:end] are the writes of one ring
 	// submission, entries[next] the next to take a reference on.
 	start, next, end int

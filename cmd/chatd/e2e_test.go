@@ -218,6 +218,9 @@ func TestBinaryEndToEnd(t *testing.T) {
 	if p.listening["node"] != "e2e" || p.listening["level"] != "info" {
 		t.Errorf("listening log %v, want JSON with node e2e", p.listening)
 	}
+	if w := p.listening["fanout_writes"]; w != "io_uring" && w != "write(2)" {
+		t.Errorf("listening log %v: fanout_writes %v, want io_uring or write(2)", p.listening, w)
+	}
 
 	for _, path := range []string{"/healthz", "/readyz"} {
 		resp, err := http.Get("http://" + p.addr + path)

@@ -115,7 +115,7 @@ func serve(ctx context.Context, cfg *config, log zerolog.Logger) error {
 	if ws.BatchRing() {
 		fanoutWrites = "io_uring"
 	}
-	log.Info().Str("addr", ln.Addr().String()).Str("node", cfg.srv.NodeID).Str("broker", be.kind).Str("fanout_writes", fanoutWrites).
+	log.Info().Str("addr", ln.Addr().String()).Str("broker", be.kind).Str("fanout_writes", fanoutWrites).
 		Msgf("chatd listening: %s://%s", scheme, displayAddr(ln.Addr()))
 	return srv.Serve(ctx, ln, cfg.tlsCert, cfg.tlsKey)
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -20,8 +22,9 @@ var batchModes = []struct {
 
 // serverConns starts a server and n raw clients, and returns the server's
 // connections in the clients' order; the handlers hold them until the
-// test ends.
-func serverConns(t testing.TB, n int) ([]*Conn, []*rawConn) {
+// test ends. The clients whose index is in deflate offer
+// permessage-deflate.
+func serverConns(t testing.TB, n int, deflate ...int) ([]*Conn, []*rawConn) {
 	t.Helper()
 	done := make(chan struct{})
 	ts := startServer(t, echoOpts(), func(c *Conn) error {
@@ -31,8 +34,12 @@ func serverConns(t testing.TB, n int) ([]*Conn, []*rawConn) {
 	t.Cleanup(func() { close(done) })
 	var scs []*Conn
 	var rcs []*rawConn
-	for range n {
-		rcs = append(rcs, dialRaw(t, ts.addr, ""))
+	for i := range n {
+		offer := ""
+		if slices.Contains(deflate, i) {
+			offer = "Sec-WebSocket-Extensions: permessage-deflate\r\n"
+		}
+		rcs = append(rcs, dialRaw(t, ts.addr, offer))
 		scs = append(scs, ts.conn(t))
 	}
 	return scs, rcs
@@ -50,9 +57,13 @@ func (r *recorder) BatchWritten(complete bool, err error) {
 	r.complete, r.err = complete, err
 }
 
+// padding makes a message long enough to be compressed.
+var padding = strings.Repeat(", and so on", 20)
+
 // TestBatch: every write a Batch takes is made, to the right connection,
 // in order, and its writer told once; over more connections than one
-// submission takes, with single frames and frames copied into one buffer.
+// submission takes, with single frames and frames copied into one buffer,
+// compressed for the connections that negotiated it.
 func TestBatch(t *testing.T) {
 	t.Parallel()
 	t.Logf("io_uring in use here: %v", BatchRing())
@@ -60,12 +71,24 @@ func TestBatch(t *testing.T) {
 		for _, n := range []int{1, minRingBatch, 150} {
 			t.Run(fmt.Sprintf("%s/%d", mode.name, n), func(t *testing.T) {
 				t.Parallel()
-				scs, rcs := serverConns(t, n)
+				// Every third client negotiates compression, and the
+				// first message of each round is long enough to be
+				// compressed for it (CompressionThreshold).
+				var deflate []int
+				for i := 0; i < n; i += 3 {
+					deflate = append(deflate, i)
+				}
+				scs, rcs := serverConns(t, n, deflate...)
+				for i, sc := range scs {
+					if sc.Compressed() != slices.Contains(deflate, i) {
+						t.Fatalf("conn %d: compressed %v", i, sc.Compressed())
+					}
+				}
 				b := &Batch{oneByOne: mode.oneByOne}
 				recs := make([]recorder, n)
 				for round := range 3 {
 					for i, sc := range scs {
-						pms := []*PreparedMessage{NewPreparedMessage(Text, fmt.Appendf(nil, "%d to %d", round, i))}
+						pms := []*PreparedMessage{NewPreparedMessage(Text, fmt.Appendf(nil, "%d to %d%s", round, i, padding))}
 						if i%2 == 1 {
 							pms = append(pms, NewPreparedMessage(Binary, fmt.Appendf(nil, "and %d", i)))
 						}
@@ -88,7 +111,7 @@ func TestBatch(t *testing.T) {
 				}
 				for i, rc := range rcs {
 					for round := range 3 {
-						want := []string{fmt.Sprintf("%d to %d", round, i)}
+						want := []string{fmt.Sprintf("%d to %d%s", round, i, padding)}
 						if i%2 == 1 {
 							want = append(want, fmt.Sprintf("and %d", i))
 						}

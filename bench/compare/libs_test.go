@@ -154,40 +154,43 @@ func (ours) write(c, pm any) error { return c.(*ws.Conn).WritePrepared(pm.(*ws.P
 
 // broadcast writes pm to every connection through a ws.Batch, as chatd
 // fans a message out: the writes go into the kernel together (io_uring,
-// many sends per system call, where the kernel allows it); a connection
-// the batch does not take, or whose socket took only part, is written to
-// with the blocking calls.
+// many sends per system call, where the kernel allows it). Once the batch
+// is submitted (nothing may wait before that), a connection the batch did
+// not take is written to with WritePrepared, and one whose socket took
+// only part with Flush.
 func (ours) broadcast(conns []any, pm any) error {
 	p := pm.(*ws.PreparedMessage)
 	ob := &oursBroadcast
 	if len(ob.results) < len(conns) {
 		ob.results = make([]batchResult, len(conns))
 	}
+	var failed error
 	for i, c := range conns {
 		ob.results[i] = batchResult{}
 		added, err := ob.batch.Add(c.(*ws.Conn), &ob.results[i], p)
 		if err != nil {
-			ob.batch.Submit()
-			return err
+			failed = err
+			break
 		}
-		if !added {
-			ob.results[i].complete = true
-			if err := c.(*ws.Conn).WritePrepared(p); err != nil {
-				ob.batch.Submit()
-				return err
-			}
-		}
+		ob.results[i].notTaken = !added
 	}
 	ob.batch.Submit()
+	if failed != nil {
+		return failed
+	}
 	for i, c := range conns {
 		r := ob.results[i]
-		if r.err != nil {
-			return r.err
+		var err error
+		switch {
+		case r.notTaken:
+			err = c.(*ws.Conn).WritePrepared(p)
+		case r.err != nil:
+			err = r.err
+		case !r.complete:
+			err = c.(*ws.Conn).Flush()
 		}
-		if !r.complete {
-			if err := c.(*ws.Conn).Flush(); err != nil {
-				return err
-			}
+		if err != nil {
+			return err
 		}
 	}
 	return nil
@@ -202,6 +205,7 @@ var oursBroadcast struct {
 
 // batchResult is a ws.BatchWriter that keeps what it was told.
 type batchResult struct {
+	notTaken bool // the batch did not take the write
 	complete bool
 	err      error
 }

@@ -16,8 +16,10 @@ import "net"
 //
 // Add takes a write and Submit makes them; between the two the connections
 // added are locked for writing, so a Batch must be submitted at once, by
-// the goroutine that added to it, with no wait in between. The zero Batch
-// is ready to use; a Batch is reusable after Submit.
+// the goroutine that added to it, with no wait in between: in particular
+// no blocking write to any connection, which another goroutine's batch
+// may hold while it waits for one of this one's. The zero Batch is ready
+// to use; a Batch is reusable after Submit.
 type Batch struct {
 	entries []batchEntry
 

@@ -1,7 +1,5 @@
 package ws
 
-import "net"
-
 // Batch makes non-blocking writes of prepared messages to many server
 // connections together, for a fan-out: on Linux through io_uring, one
 // system call for up to 32 writes (batchRingSize) where TryWritePrepared makes
@@ -69,33 +67,16 @@ type batchEntry struct {
 // for writing until Submit, so a second Add is refused, and a blocking
 // write to it before Submit would wait for ever.
 func (b *Batch) Add(c *Conn, w BatchWriter, pms ...*PreparedMessage) (added bool, err error) {
-	if !c.server || c.raw == nil || len(pms) == 0 {
+	if len(pms) == 0 {
 		return false, nil
 	}
-	for _, pm := range pms {
-		pm.frameFor(c) // built (and compressed) outside the lock
-	}
-	if !c.writeMu.TryLock() {
-		return false, nil
-	}
-	if err := c.writableLocked(); err != nil {
-		c.writeMu.Unlock()
+	if locked, err := c.tryLockWrite(pms); !locked {
 		return false, err
 	}
-	if len(c.w.pend) > 0 {
+	e := batchEntry{c: c, w: w}
+	if e.frame, e.bufp = c.oneFrame(pms); e.frame == nil {
 		c.writeMu.Unlock()
 		return false, nil
-	}
-	e := batchEntry{c: c, w: w}
-	if len(pms) == 1 {
-		e.frame, _ = pms[0].frameFor(c)
-	} else {
-		e.bufp = c.coalesce(pms)
-		if e.bufp == nil {
-			c.writeMu.Unlock()
-			return false, nil
-		}
-		e.frame = *e.bufp
 	}
 	// writeMu stays locked until Submit.
 	b.entries = append(b.entries, e)
@@ -118,7 +99,7 @@ func (b *Batch) Submit() {
 	b.writeEach()
 	for i := range b.entries {
 		e := &b.entries[i]
-		complete, err := e.c.batchWrittenLocked(e)
+		complete, err := e.c.settleLocked(e.frame, e.bufp, e.n, e.err)
 		e.c.writeMu.Unlock()
 		e.w.BatchWritten(complete, err)
 	}
@@ -135,26 +116,4 @@ func (b *Batch) writeEach() {
 			e.done = true
 		}
 	}
-}
-
-// batchWrittenLocked records the outcome of e, c's write in a batch, as
-// TryWritePrepared does: the rest of a short write is pending, and an
-// error is c's from now on.
-func (c *Conn) batchWrittenLocked(e *batchEntry) (complete bool, err error) {
-	switch {
-	case e.err != nil:
-		if e.bufp != nil {
-			putWriteBuffer(e.bufp)
-		}
-		return false, c.wroteLocked(e.err)
-	case e.n == len(e.frame):
-		if e.bufp != nil {
-			putWriteBuffer(e.bufp)
-		}
-		return true, nil
-	}
-	// The pooled buffer, if any, stays with the connection until the
-	// rest is written; a prepared frame is never changed.
-	c.w.pend, c.w.pendBuf = net.Buffers{e.frame[e.n:]}, e.bufp
-	return false, nil
 }

@@ -194,51 +194,17 @@ func (c *Conn) coalesce(pms []*PreparedMessage) *[]byte {
 // that got complete false must call Flush, from a goroutine that may
 // block, before it considers the messages sent.
 func (c *Conn) TryWritePrepared(pms ...*PreparedMessage) (taken, complete bool, err error) {
-	if !c.server || c.raw == nil {
-		return false, false, nil
-	}
-	for _, pm := range pms {
-		pm.frameFor(c) // built (and compressed) outside the lock
-	}
-	if !c.writeMu.TryLock() {
-		return false, false, nil
-	}
-	defer c.writeMu.Unlock()
-	if err := c.writableLocked(); err != nil {
+	if locked, err := c.tryLockWrite(pms); !locked {
 		return false, false, err
 	}
-	if len(c.w.pend) > 0 {
-		return false, false, nil
-	}
-	switch len(pms) {
-	case 0:
+	defer c.writeMu.Unlock()
+	if len(pms) == 0 {
 		return true, true, nil
-	case 1:
-		frame, _ := pms[0].frameFor(c)
-		n, err := c.tryWrite(frame)
-		if err != nil {
-			return false, false, c.wroteLocked(err)
-		}
-		if n < len(frame) {
-			c.w.pend = net.Buffers{frame[n:]}
-		}
-		return true, n == len(frame), nil
 	}
-	if bp := c.coalesce(pms); bp != nil {
-		b := *bp
-		n, err := c.tryWrite(b)
-		if err != nil {
-			putWriteBuffer(bp)
-			return false, false, c.wroteLocked(err)
-		}
-		if n == len(b) {
-			putWriteBuffer(bp)
-			return true, true, nil
-		}
-		// The pooled buffer stays with the connection until the rest is
-		// written.
-		c.w.pend, c.w.pendBuf = net.Buffers{b[n:]}, bp
-		return true, false, nil
+	if frame, bufp := c.oneFrame(pms); frame != nil {
+		n, err := c.tryWrite(frame)
+		complete, err := c.settleLocked(frame, bufp, n, err)
+		return err == nil, complete, err
 	}
 	// Large frames, written one after the other; what the socket does not
 	// take stays pending, uncopied (prepared frames never change).
@@ -260,6 +226,68 @@ func (c *Conn) TryWritePrepared(pms ...*PreparedMessage) (taken, complete bool, 
 		}
 	}
 	return true, true, nil
+}
+
+// tryLockWrite takes the write lock for a write of pms that must not
+// wait, and reports whether it did: not for a connection that is not a
+// server TCP connection, during another write, or with something still
+// pending; err is the connection's write error, when it has one. The
+// frames are built (and compressed) first, outside the lock.
+func (c *Conn) tryLockWrite(pms []*PreparedMessage) (locked bool, err error) {
+	if !c.server || c.raw == nil {
+		return false, nil
+	}
+	for _, pm := range pms {
+		pm.frameFor(c)
+	}
+	if !c.writeMu.TryLock() {
+		return false, nil
+	}
+	if err := c.writableLocked(); err != nil {
+		c.writeMu.Unlock()
+		return false, err
+	}
+	if len(c.w.pend) > 0 {
+		c.writeMu.Unlock()
+		return false, nil
+	}
+	return true, nil
+}
+
+// oneFrame is what one write system call sends for pms (at least one):
+// the frame of a single message, or the frames of several copied into one
+// pooled buffer, bufp; nil when they are too large to copy.
+func (c *Conn) oneFrame(pms []*PreparedMessage) (frame []byte, bufp *[]byte) {
+	if len(pms) == 1 {
+		frame, _ = pms[0].frameFor(c)
+		return frame, nil
+	}
+	if bufp = c.coalesce(pms); bufp == nil {
+		return nil, nil
+	}
+	return *bufp, bufp
+}
+
+// settleLocked records the outcome of a non-blocking write of frame (n
+// bytes written, or err): the rest of a short write is pending, with the
+// pooled buffer frame lives in, if any, until it is written; an error is
+// the connection's from now on.
+func (c *Conn) settleLocked(frame []byte, bufp *[]byte, n int, err error) (complete bool, _ error) {
+	switch {
+	case err != nil:
+		if bufp != nil {
+			putWriteBuffer(bufp)
+		}
+		return false, c.wroteLocked(err)
+	case n == len(frame):
+		if bufp != nil {
+			putWriteBuffer(bufp)
+		}
+		return true, nil
+	}
+	// A prepared frame is never changed, so the rest is not copied.
+	c.w.pend, c.w.pendBuf = net.Buffers{frame[n:]}, bufp
+	return false, nil
 }
 
 // Flush writes what TryWritePrepared left pending, waiting for the peer up

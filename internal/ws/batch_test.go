@@ -57,6 +57,31 @@ func (r *recorder) BatchWritten(complete bool, err error) {
 	r.complete, r.err = complete, err
 }
 
+// addAll adds a text message to every connection, failing the test on a
+// refusal, and returns the recorders of the writes.
+func addAll(t *testing.T, b *Batch, scs []*Conn, text string) []recorder {
+	t.Helper()
+	recs := make([]recorder, len(scs))
+	for i, sc := range scs {
+		if added, err := b.Add(sc, &recs[i], NewPreparedMessage(Text, []byte(text))); !added || err != nil {
+			t.Fatalf("conn %d: added %v err %v", i, added, err)
+		}
+	}
+	return recs
+}
+
+// expectWritten fails the test unless connection i's writer was told
+// once of a complete write, and its client then got text.
+func expectWritten(t *testing.T, i int, r recorder, rc *rawConn, text string) {
+	t.Helper()
+	if r.calls != 1 || !r.complete || r.err != nil {
+		t.Fatalf("conn %d told %+v", i, r)
+	}
+	if ev, err := rc.next(5 * time.Second); err != nil || string(ev.data) != text {
+		t.Fatalf("conn %d got %v, %v", i, ev, err)
+	}
+}
+
 // padding makes a message long enough to be compressed.
 var padding = strings.Repeat(", and so on", 20)
 
@@ -191,12 +216,7 @@ func TestBatchClosedBeforeSubmit(t *testing.T) {
 			t.Parallel()
 			scs, rcs := serverConns(t, 5)
 			b := &Batch{oneByOne: mode.oneByOne}
-			recs := make([]recorder, len(scs))
-			for i, sc := range scs {
-				if added, err := b.Add(sc, &recs[i], NewPreparedMessage(Text, []byte("hi"))); !added || err != nil {
-					t.Fatalf("conn %d: added %v err %v", i, added, err)
-				}
-			}
+			recs := addAll(t, b, scs, "hi")
 			scs[2].CloseNow() // does not wait for the write lock
 			b.Submit()
 			for i := range recs {
@@ -207,12 +227,7 @@ func TestBatchClosedBeforeSubmit(t *testing.T) {
 					}
 					continue
 				}
-				if r.calls != 1 || !r.complete || r.err != nil {
-					t.Fatalf("conn %d told %+v", i, r)
-				}
-				if ev, err := rcs[i].next(5 * time.Second); err != nil || string(ev.data) != "hi" {
-					t.Fatalf("conn %d got %v, %v", i, ev, err)
-				}
+				expectWritten(t, i, r, rcs[i], "hi")
 			}
 		})
 	}
@@ -306,21 +321,11 @@ func TestSetBatchRing(t *testing.T) {
 		t.Fatal("BatchRing is true with the ring turned off")
 	}
 	scs, rcs := serverConns(t, 2*minRingBatch)
-	var b Batch
-	recs := make([]recorder, len(scs))
-	for i, sc := range scs {
-		if added, err := b.Add(sc, &recs[i], NewPreparedMessage(Text, []byte("off"))); !added || err != nil {
-			t.Fatalf("conn %d: added %v err %v", i, added, err)
-		}
-	}
+	b := new(Batch)
+	recs := addAll(t, b, scs, "off")
 	b.Submit()
 	for i, rc := range rcs {
-		if r := recs[i]; r.calls != 1 || !r.complete || r.err != nil {
-			t.Fatalf("conn %d told %+v", i, r)
-		}
-		if ev, err := rc.next(5 * time.Second); err != nil || string(ev.data) != "off" {
-			t.Fatalf("conn %d got %v, %v", i, ev, err)
-		}
+		expectWritten(t, i, recs[i], rc, "off")
 	}
 	SetBatchRing(true)
 	if BatchRing() != had {
@@ -341,12 +346,7 @@ func TestBatchPeerReset(t *testing.T) {
 			rcs[reset].nc.(*net.TCPConn).SetLinger(0)
 			rcs[reset].nc.Close() // an RST, which loopback delivers at once
 			b := &Batch{oneByOne: mode.oneByOne}
-			recs := make([]recorder, len(scs))
-			for i, sc := range scs {
-				if added, err := b.Add(sc, &recs[i], NewPreparedMessage(Text, []byte("after"))); !added || err != nil {
-					t.Fatalf("conn %d: added %v err %v", i, added, err)
-				}
-			}
+			recs := addAll(t, b, scs, "after")
 			b.Submit()
 			for i, r := range recs {
 				if i == reset {
@@ -358,12 +358,7 @@ func TestBatchPeerReset(t *testing.T) {
 					}
 					continue
 				}
-				if r.calls != 1 || !r.complete || r.err != nil {
-					t.Fatalf("conn %d told %+v", i, r)
-				}
-				if ev, err := rcs[i].next(5 * time.Second); err != nil || string(ev.data) != "after" {
-					t.Fatalf("conn %d got %v, %v", i, ev, err)
-				}
+				expectWritten(t, i, r, rcs[i], "after")
 			}
 		})
 	}

@@ -5,7 +5,10 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/chatd ./cmd/chatd
+# The image's sources have no .git, so Go cannot stamp the commit: name the
+# build with --build-arg CHATD_VERSION="$(git describe --always --dirty)".
+ARG CHATD_VERSION=
+RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w -X main.version=${CHATD_VERSION}" -o /out/chatd ./cmd/chatd
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/chatd /usr/local/bin/chatd

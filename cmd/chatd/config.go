@@ -104,7 +104,8 @@ func newFlagSet(cfg *config, out io.Writer) *flag.FlagSet {
 		fmt.Fprintf(out, "Usage: chatd [flags]\n")
 		fmt.Fprintf(out, "       chatd token -sub USER [-name NAME] [-ttl 1h] [-rooms a,b*] [-admin]   print a token (chatd token -h)\n")
 		fmt.Fprintf(out, "       chatd cert [-host localhost] [-out localhost.pem]                      write a self-signed certificate\n")
-		fmt.Fprintf(out, "       chatd healthcheck [-addr :8080]                                        ask this machine's chatd for /healthz\n\n")
+		fmt.Fprintf(out, "       chatd healthcheck [-addr :8080]                                        ask this machine's chatd for /healthz\n")
+		fmt.Fprintf(out, "       chatd version                                                          print the version, commit and Go version of this build\n\n")
 		fmt.Fprintf(out, "chatd is a WebSocket chat server. Every flag can also be set with the environment\nvariable shown; a flag on the command line wins.\n\n")
 		fs.VisitAll(func(f *flag.Flag) {
 			def := ""

@@ -298,7 +298,7 @@ func TestHelp(t *testing.T) {
 		if stderr.Len() != 0 {
 			t.Errorf("%s: stderr %q", arg, stderr.String())
 		}
-		for _, sub := range []string{"chatd token", "chatd cert", "chatd healthcheck", "CHATD_"} {
+		for _, sub := range []string{"chatd token", "chatd cert", "chatd healthcheck", "chatd version", "CHATD_"} {
 			if !strings.Contains(help, sub) {
 				t.Errorf("%s does not mention %q", arg, sub)
 			}

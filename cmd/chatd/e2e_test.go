@@ -221,6 +221,9 @@ func TestBinaryEndToEnd(t *testing.T) {
 	if w := p.listening["fanout_writes"]; w != "io_uring" && w != "write(2)" {
 		t.Errorf("listening log %v: fanout_writes %v, want io_uring or write(2)", p.listening, w)
 	}
+	if v, _ := p.listening["version"].(string); v == "" {
+		t.Errorf("listening log %v: no version", p.listening)
+	}
 
 	for _, path := range []string{"/healthz", "/readyz"} {
 		resp, err := http.Get("http://" + p.addr + path)

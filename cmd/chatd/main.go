@@ -2,7 +2,7 @@
 // single-node server on :8080 with an in-memory broker; with a Redis URL it
 // joins a cluster of nodes. `chatd -h` lists every setting and its
 // CHATD_* environment variable; `chatd token` prints a token for scripts
-// and tests.
+// and tests; `chatd version` says which build this is.
 package main
 
 import (
@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/rs/zerolog"
@@ -36,6 +37,8 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 			return certCommand(args[1:], stderr)
 		case "healthcheck":
 			return healthcheckCommand(args[1:], getenv, stdout, stderr)
+		case "version", "-version", "--version":
+			return versionCommand(stdout)
 		}
 	}
 	cfg, err := parseConfig(args, getenv, stdout)
@@ -115,7 +118,9 @@ func serve(ctx context.Context, cfg *config, log zerolog.Logger) error {
 	if ws.BatchRing() {
 		fanoutWrites = "io_uring"
 	}
+	info, ok := debug.ReadBuildInfo()
 	log.Info().Str("addr", ln.Addr().String()).Str("broker", be.kind).Str("fanout_writes", fanoutWrites).
+		Str("version", buildVersion(info, ok)).
 		Msgf("chatd listening: %s://%s", scheme, displayAddr(ln.Addr()))
 	return srv.Serve(ctx, ln, cfg.tlsCert, cfg.tlsKey)
 }

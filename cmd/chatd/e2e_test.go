@@ -221,8 +221,21 @@ func TestBinaryEndToEnd(t *testing.T) {
 	if w := p.listening["fanout_writes"]; w != "io_uring" && w != "write(2)" {
 		t.Errorf("listening log %v: fanout_writes %v, want io_uring or write(2)", p.listening, w)
 	}
-	if v, _ := p.listening["version"].(string); v == "" {
+	version, _ := p.listening["version"].(string)
+	if version == "" {
 		t.Errorf("listening log %v: no version", p.listening)
+	}
+	resp, err := http.Get("http://" + p.addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, err := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `chatd_build_info{go_version="` + runtime.Version() + `",node="e2e",version="` + version + `"} 1`; !strings.Contains(string(metrics), want) {
+		t.Errorf("/metrics lacks %s", want)
 	}
 
 	for _, path := range []string{"/healthz", "/readyz"} {
@@ -236,7 +249,7 @@ func TestBinaryEndToEnd(t *testing.T) {
 		}
 	}
 	// With a key configured, there is no dev token endpoint.
-	resp, err := http.Post("http://"+p.addr+"/api/dev/token", "application/json", strings.NewReader(`{"name":"x"}`))
+	resp, err = http.Post("http://"+p.addr+"/api/dev/token", "application/json", strings.NewReader(`{"name":"x"}`))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -90,7 +90,9 @@ func serve(ctx context.Context, cfg *config, log zerolog.Logger) error {
 	}
 	defer be.Close()
 
-	srv, err := server.New(cfg.srv, server.Deps{Broker: be.broker, UserLimiter: be.limiter, Logger: log, Web: webHandler()})
+	info, ok := debug.ReadBuildInfo()
+	version := buildVersion(info, ok)
+	srv, err := server.New(cfg.srv, server.Deps{Broker: be.broker, UserLimiter: be.limiter, Logger: log, Web: webHandler(), Version: version})
 	if err != nil {
 		return err
 	}
@@ -118,9 +120,8 @@ func serve(ctx context.Context, cfg *config, log zerolog.Logger) error {
 	if ws.BatchRing() {
 		fanoutWrites = "io_uring"
 	}
-	info, ok := debug.ReadBuildInfo()
 	log.Info().Str("addr", ln.Addr().String()).Str("broker", be.kind).Str("fanout_writes", fanoutWrites).
-		Str("version", buildVersion(info, ok)).
+		Str("version", version).
 		Msgf("chatd listening: %s://%s", scheme, displayAddr(ln.Addr()))
 	return srv.Serve(ctx, ln, cfg.tlsCert, cfg.tlsKey)
 }

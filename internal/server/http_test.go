@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -127,6 +128,7 @@ func TestMetrics(t *testing.T) {
 		`chatd_broker_duration_seconds_count{node="metrics-node",op="publish"} 1`,
 		`chatd_queue_drops_total{node="metrics-node"} 0`,
 		`chatd_slow_consumers_total{node="metrics-node"} 0`,
+		`chatd_build_info{go_version="` + runtime.Version() + `",node="metrics-node",version="unknown"} 1`,
 		"go_goroutines",
 		"process_open_fds",
 	} {

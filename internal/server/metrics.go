@@ -1,6 +1,7 @@
 package server
 
 import (
+	"runtime"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -33,7 +34,7 @@ type metrics struct {
 	brokerDuration *prometheus.HistogramVec
 }
 
-func newMetrics(nodeID string, deliveries func() float64, rooms func() float64) *metrics {
+func newMetrics(nodeID, version string, deliveries func() float64, rooms func() float64) *metrics {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	f := func(c prometheus.Collector) prometheus.Collector { reg.MustRegister(c); return c }
@@ -61,6 +62,13 @@ func newMetrics(nodeID string, deliveries func() float64, rooms func() float64) 
 	}
 	f(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "chatd_deliveries_total", Help: "Messages queued to local connections (messages out).", ConstLabels: labels}, deliveries))
 	f(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "chatd_rooms", Help: "Rooms with members on this node.", ConstLabels: labels}, rooms))
+	// The usual build-info gauge, always 1: which build each node runs,
+	// to be joined onto other series during a rolling upgrade.
+	if version == "" {
+		version = "unknown"
+	}
+	build := f(prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "chatd_build_info", Help: "Always 1; its labels say which build this node runs.", ConstLabels: labels}, []string{"version", "go_version"})).(*prometheus.GaugeVec)
+	build.WithLabelValues(version, runtime.Version()).Set(1)
 	return m
 }
 

@@ -42,6 +42,9 @@ type Deps struct {
 	Logger      zerolog.Logger
 	// Web, when set, is served at / (the browser client).
 	Web http.Handler
+	// Version names the build, for /metrics (chatd_build_info); empty
+	// reads as "unknown".
+	Version string
 }
 
 // Server is a chatd node's HTTP and WebSocket front.
@@ -131,7 +134,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	_, localLimiter := s.userLimiter.(*ratelimit.LocalUserLimiter)
 	s.brokerWaits = !memBroker || !localLimiter
 	s.hub = hub.New(deps.Broker)
-	s.metrics = newMetrics(cfg.NodeID,
+	s.metrics = newMetrics(cfg.NodeID, deps.Version,
 		func() float64 { return float64(s.hub.Deliveries()) },
 		func() float64 { return float64(s.hub.Rooms()) })
 	if c, ok := deps.Broker.(prometheus.Collector); ok {

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	stdlog "log"
@@ -398,22 +397,21 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, tlsCert, tlsKey str
 		ErrorLog: stdlog.New(httpErrorLog{s.log}, "", 0),
 	}
 	if tlsCert != "" {
-		// WebSocket needs HTTP/1.1 (Upgrade); do not offer h2.
-		hs.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){}
+		// TLS is terminated here, not by net/http, so that its errors are
+		// JSON too (see tlsListener); WebSocket needs HTTP/1.1 (Upgrade), so
+		// h2 is not offered.
+		tl, err := newTLSListener(ln, tlsCert, tlsKey, s.log)
+		if err != nil {
+			_ = ln.Close()
+			return err
+		}
+		ln = tl
 	} else {
 		// Upgrades are served without net/http (see upgradeListener).
 		ln = s.newUpgradeListener(ln)
 	}
 	errc := make(chan error, 1)
-	go func() {
-		var err error
-		if tlsCert != "" {
-			err = hs.ServeTLS(ln, tlsCert, tlsKey)
-		} else {
-			err = hs.Serve(ln)
-		}
-		errc <- err
-	}()
+	go func() { errc <- hs.Serve(ln) }()
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serve: %w", err)

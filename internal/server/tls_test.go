@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"bufio"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -8,6 +9,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"math/big"
 	"net"
@@ -68,14 +70,12 @@ func selfSigned(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
 	return certFile, keyFile, pool
 }
 
-// TestTLS: with a certificate and key, Serve speaks https:// and wss://
-// directly, over HTTP/1.1 only (a WebSocket upgrade needs it), and drains
-// as usual.
-func TestTLS(t *testing.T) {
-	t.Parallel()
+// startTLSServer serves cfg over TLS, with a new self-signed certificate,
+// on a free loopback port. cancel starts the drain; done gives what Serve
+// returned.
+func startTLSServer(t *testing.T, cfg server.Config) (addr string, pool *x509.CertPool, cancel context.CancelFunc, done <-chan error) {
+	t.Helper()
 	certFile, keyFile, pool := selfSigned(t)
-	cfg := fastConfig()
-	cfg.Auth.Secret = testSecret
 	srv, err := server.New(cfg, server.Deps{Broker: hub.NewMemoryBroker(hub.RetentionConfig{}), Logger: zerolog.New(zerolog.NewTestWriter(t))})
 	if err != nil {
 		t.Fatal(err)
@@ -85,9 +85,19 @@ func TestTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln, certFile, keyFile) }()
-	addr := ln.Addr().String()
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx, ln, certFile, keyFile) }()
+	return ln.Addr().String(), pool, cancel, served
+}
+
+// TestTLS: with a certificate and key, Serve speaks https:// and wss://
+// directly, over HTTP/1.1 only (a WebSocket upgrade needs it), and drains
+// as usual.
+func TestTLS(t *testing.T) {
+	t.Parallel()
+	cfg := fastConfig()
+	cfg.Auth.Secret = testSecret
+	addr, pool, cancel, done := startTLSServer(t, cfg)
 
 	client := &http.Client{Timeout: waitTimeout, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, NextProtos: []string{"h2", "http/1.1"}}, ForceAttemptHTTP2: true}}
 	resp, err := client.Get("https://" + addr + "/healthz")
@@ -151,5 +161,84 @@ func TestHandlerPanic(t *testing.T) {
 	ts.dial(t, "alice")
 	if !strings.Contains(logs.String(), "handler panicked") {
 		t.Error("the panic is not logged")
+	}
+}
+
+// TestTLSErrorsAreJSON: over chatd's own TLS, the answers to requests
+// net/http cannot parse are JSON errors, as on plain HTTP, and a client
+// speaking plain HTTP to the TLS port is told so in a JSON error too.
+func TestTLSErrorsAreJSON(t *testing.T) {
+	t.Parallel()
+	addr, pool, cancel, done := startTLSServer(t, fastConfig())
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	}()
+
+	cases := []struct {
+		name       string
+		tls        bool
+		request    string
+		status     int
+		code, text string
+	}{
+		{"malformed request line", true, "GARBAGE\r\n\r\n", 400, "bad_request", "malformed HTTP request"},
+		{"malformed header", true, "GET /ws HTTP/1.1\r\nHost: a\r\nno colon here\r\n\r\n", 400, "bad_request", "malformed HTTP request"},
+		{"unsupported version", true, "GET /ws HTTP/9.9\r\nHost: a\r\n\r\n", 505, "http_version_not_supported", "unsupported protocol version"},
+		{"headers too large", true, "GET /ws HTTP/1.1\r\nHost: a\r\nX-Big: " + strings.Repeat("a", 1<<21) + "\r\n\r\n", 431, "too_large", "request headers too large"},
+		{"plain HTTP to the TLS port", false, "GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n", 400, "bad_request", "this port speaks TLS: use https:// or wss://"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var c net.Conn
+			var err error
+			if tc.tls {
+				c, err = tls.Dial("tcp", addr, &tls.Config{RootCAs: pool})
+			} else {
+				c, err = net.Dial("tcp", addr)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(waitTimeout))
+			// The server may answer, and close, before it read it all.
+			go func() { _, _ = c.Write([]byte(tc.request)) }()
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatalf("no HTTP response: %v", err)
+			}
+			defer resp.Body.Close()
+			var body struct{ Error, Message string }
+			if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+				t.Fatalf("%d, body not JSON: %v", resp.StatusCode, err)
+			}
+			if resp.StatusCode != tc.status || resp.Header.Get("Content-Type") != "application/json" || body.Error != tc.code || body.Message != tc.text {
+				t.Errorf("got %d %s %+v, want %d application/json {%s %s}", resp.StatusCode, resp.Header.Get("Content-Type"), body, tc.status, tc.code, tc.text)
+			}
+		})
+	}
+}
+
+// TestTLSBadCertificate: Serve says which files it could not load.
+func TestTLSBadCertificate(t *testing.T) {
+	t.Parallel()
+	srv, err := server.New(fastConfig(), server.Deps{Broker: hub.NewMemoryBroker(hub.RetentionConfig{}), Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := filepath.Join(t.TempDir(), "not-a-cert.pem")
+	if err := os.WriteFile(bad, []byte("not PEM"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err = srv.Serve(context.Background(), ln, bad, bad)
+	if err == nil || !strings.Contains(err.Error(), "load TLS certificate "+bad) {
+		t.Errorf("Serve with a bad certificate: %v, want an error naming %s", err, bad)
 	}
 }

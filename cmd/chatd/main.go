@@ -14,7 +14,6 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"syscall"
 
 	"github.com/rs/zerolog"
@@ -90,8 +89,7 @@ func serve(ctx context.Context, cfg *config, log zerolog.Logger) error {
 	}
 	defer be.Close()
 
-	info, ok := debug.ReadBuildInfo()
-	version := buildVersion(info, ok)
+	version := thisBuild()
 	srv, err := server.New(cfg.srv, server.Deps{Broker: be.broker, UserLimiter: be.limiter, Logger: log, Web: webHandler(), Version: version})
 	if err != nil {
 		return err

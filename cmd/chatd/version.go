@@ -54,10 +54,14 @@ func buildVersion(info *debug.BuildInfo, ok bool) string {
 	return v + " " + commit
 }
 
+// thisBuild is buildVersion of the running binary.
+func thisBuild() string {
+	return buildVersion(debug.ReadBuildInfo())
+}
+
 // versionCommand prints the build's version, commit, Go version and
 // platform on one line.
 func versionCommand(stdout io.Writer) int {
-	info, ok := debug.ReadBuildInfo()
-	fmt.Fprintf(stdout, "chatd %s %s %s/%s\n", buildVersion(info, ok), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	fmt.Fprintf(stdout, "chatd %s %s %s/%s\n", thisBuild(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	return 0
 }

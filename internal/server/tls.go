@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strconv"
+	"net/http"
 	"sync"
 
 	"github.com/rs/zerolog"
@@ -67,11 +67,7 @@ func (c *tlsConn) Read(p []byte) (int, error) {
 // plainHTTPOverTLS answers, in plain text on the socket, a client that sent
 // an HTTP request to the TLS port: the same JSON error as every other, so
 // that whoever typed http:// for https:// sees why.
-var plainHTTPOverTLS = func() []byte {
-	js := errorBody("bad_request", "this port speaks TLS: use https:// or wss://")
-	return []byte("HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nCache-Control: no-store\r\n" +
-		"Content-Length: " + strconv.Itoa(len(js)) + "\r\nConnection: close\r\n\r\n" + string(js))
-}()
+var plainHTTPOverTLS = rawJSONError(http.StatusBadRequest, "bad_request", "this port speaks TLS: use https:// or wss://")
 
 func (c *tlsConn) handshakeFailed(err error) {
 	var rh tls.RecordHeaderError

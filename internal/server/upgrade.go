@@ -447,14 +447,21 @@ func jsonCannedError(p []byte) (out []byte, ok bool) {
 			errCode = "internal"
 		}
 	}
+	return rawJSONError(code, errCode, msg), true
+}
+
+// rawJSONError is a whole HTTP/1.1 error response, chatd's JSON error body
+// with Connection: close, for writing straight to a connection where no
+// http.ResponseWriter exists.
+func rawJSONError(code int, errCode, msg string) []byte {
 	js := errorBody(errCode, msg)
 	var b bytes.Buffer
 	b.Grow(160 + len(js))
-	b.WriteString(cannedPrefix + strconv.Itoa(code) + " " + text + "\r\n")
+	b.WriteString(cannedPrefix + strconv.Itoa(code) + " " + http.StatusText(code) + "\r\n")
 	b.WriteString("Content-Type: application/json\r\nCache-Control: no-store\r\n")
 	b.WriteString("Content-Length: " + strconv.Itoa(len(js)) + "\r\nConnection: close\r\n\r\n")
 	b.Write(js)
-	return b.Bytes(), true
+	return b.Bytes()
 }
 
 // CloseWrite lets net/http close gracefully, as with a plain TCP

@@ -65,6 +65,12 @@ func TestBrowserPhone(t *testing.T) {
 
 	p.send("a long word: " + "supercalifragilisticexpialidocious-and-then-some-more-without-any-space")
 	p.send("hello from a phone")
+	// Hana's sends go through the page and ivan's through the API: wait
+	// until hers are posted, or his reply may overtake them.
+	p.waitTexts("Hana's two messages", []string{
+		"a long word: supercalifragilisticexpialidocious-and-then-some-more-without-any-space",
+		"hello from a phone",
+	}, waitShort)
 	n.publish("lobby", "ivan", "hi Hana, this is a reply that is long enough to wrap over a few lines on a small screen")
 	n.publish("random", "ivan", "psst, over here")
 	n.publish("random", "ivan", "and here")
